@@ -1,0 +1,1 @@
+"""Settings in layers: `base` (every environment, embedded defaults), `test`, `production`."""

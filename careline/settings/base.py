@@ -1,0 +1,211 @@
+"""Base settings: every environment, with safe embedded defaults for `make run`.
+
+Every value that differs between environments comes from the environment through `env` (django-environ,
+typed). Unset `DATABASE_URL` -> SQLite in `var/`; unset `REDIS_URL` -> in-memory channel layer and a
+filesystem Celery broker. The README documents each variable.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="careline-embedded-demo-key-not-for-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Demo mode: the phone simulator and demo seeding. Never on in production settings.
+CARELINE_DEMO = env.bool("CARELINE_DEMO", default=True)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_htmx",
+    "clinics",
+    "triage",
+    "ehr",
+    "ivr",
+    "contactcenter",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "careline.urls"
+ASGI_APPLICATION = "careline.asgi.application"
+WSGI_APPLICATION = "careline.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "careline.context_processors.careline",
+            ]
+        },
+    }
+]
+
+# --- Database -----------------------------------------------------------------------------------------
+# SQLite in WAL mode with IMMEDIATE transactions for the embedded run: daphne and the Celery worker write
+# concurrently, and IMMEDIATE serialises writers instead of failing with "database is locked".
+_SQLITE_DEFAULT = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": str(VAR_DIR / "careline.sqlite3"),
+    "OPTIONS": {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    },
+}
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {"default": _SQLITE_DEFAULT}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Celery broker, cache -----------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="careline")},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    _broker_dir = VAR_DIR / "celery"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ACKS_LATE = True  # a task survives a worker crash: it is redelivered, and tasks are idempotent
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    # Reservations not accepted in time go back to the queue (DESIGN §5).
+    "triage-expire-reservations": {"task": "triage.tasks.expire_reservations", "schedule": 10.0},
+    # Outbox sweep: write-backs due for a (re)try; the on-commit dispatch is only the fast path.
+    "ehr-writeback-sweep": {"task": "ehr.tasks.writeback_sweep", "schedule": 15.0},
+    # Outbound SMS still unsent (worker crashed, provider down).
+    "ivr-outbound-sweep": {"task": "ivr.tasks.outbound_message_sweep", "schedule": 30.0},
+    # Cases whose EHR lookup failed during the call ("EHR context pending").
+    "ivr-resolve-pending-patients": {"task": "ivr.tasks.resolve_pending_patients", "schedule": 60.0},
+}
+
+# --- Auth, i18n, static -------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:queue"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CareLine API",
+    "DESCRIPTION": "After-hours nurse triage: cases, claims, dispositions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Integrations ---------------------------------------------------------------------------------------------
+# FHIR R4 server (the EHR). The embedded run starts a local sekmet-fhir on this address.
+FHIR_BASE_URL = env.str("FHIR_BASE_URL", default="http://127.0.0.1:8091/fhir")
+# The IVR never waits longer than this for the EHR (Twilio allows 15 s for the whole webhook).
+FHIR_IVR_TIMEOUT_SECONDS = env.float("FHIR_IVR_TIMEOUT_SECONDS", default=2.0)
+FHIR_TIMEOUT_SECONDS = env.float("FHIR_TIMEOUT_SECONDS", default=10.0)
+# Patient context (chart) cache per patient, seconds.
+FHIR_CONTEXT_CACHE_SECONDS = env.int("FHIR_CONTEXT_CACHE_SECONDS", default=120)
+
+HL7_MLLP_HOST = env.str("HL7_MLLP_HOST", default="")
+HL7_MLLP_PORT = env.int("HL7_MLLP_PORT", default=2575)
+HL7_TIMEOUT_SECONDS = env.float("HL7_TIMEOUT_SECONDS", default=10.0)
+HL7_SENDING_APPLICATION = env.str("HL7_SENDING_APPLICATION", default="CARELINE")
+HL7_RECEIVING_APPLICATION = env.str("HL7_RECEIVING_APPLICATION", default="EHR")
+
+# Write-back retry backoff (seconds): exponential, capped, with jitter.
+WRITEBACK_BACKOFF_FACTOR_SECONDS = env.int("WRITEBACK_BACKOFF_FACTOR_SECONDS", default=10)
+WRITEBACK_BACKOFF_MAX_SECONDS = env.int("WRITEBACK_BACKOFF_MAX_SECONDS", default=900)
+
+# Twilio. Without an account SID the outbound SMS stays in the outbox (state "recorded"), shown by the demo.
+# The auth token also verifies every inbound webhook signature, so it always has a value; the default is the
+# embedded demo's and the simulator signs with it.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="careline-demo-auth-token")
+# The URL Twilio sees (scheme + host [+ port]); signatures are computed over it. Behind a proxy, set it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+
+# Reservation: how long a nurse has to accept a claimed case before it goes back to the queue (seconds).
+TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)
+
+VAR_DIR.mkdir(exist_ok=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())

@@ -1,0 +1,22 @@
+"""Test settings: PostgreSQL and Redis at localhost (real connections), unless the environment says otherwise."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/careline")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("CARELINE_DEMO", "true")
+
+from careline.settings.base import *  # noqa: E402,F401,F403
+from careline.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
+
+# Each test run gets its own channel-layer prefix so parallel runs on one Redis do not cross.
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"careline-test-{os.getpid()}"
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CARELINE_TEST_DB", "test_careline")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+TWILIO_AUTH_TOKEN = "test-auth-token"
+TWILIO_ACCOUNT_SID = ""
+PUBLIC_BASE_URL = "https://careline.test"
+ALLOWED_HOSTS = ["*"]

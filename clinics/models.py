@@ -1,0 +1,85 @@
+"""Tenants (clinics), their staff, and the append-only audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+# CTAS 2016 time-to-nurse/physician targets in seconds per acuity level (1 = resuscitation: immediate).
+CTAS_TARGET_SECONDS: dict[str, int] = {"1": 0, "2": 15 * 60, "3": 30 * 60, "4": 60 * 60, "5": 120 * 60}
+
+
+def default_acuity_targets() -> dict[str, int]:
+    """Return a fresh copy of the CTAS default targets (JSON keys are strings "1".."5", values seconds)."""
+    return dict(CTAS_TARGET_SECONDS)
+
+
+class Clinic(models.Model):
+    """A tenant: one clinic or practice whose after-hours line CareLine answers.
+
+    `twilio_number` (E.164) is the number patients dial; an inbound call is routed to the clinic whose
+    number equals the call's `To`. `on_call_number` (E.164) takes warm transfers for red flags.
+    `acuity_targets` maps acuity level ("1".."5") to the target time-to-nurse in seconds (CTAS defaults).
+    """
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="America/New_York")
+    twilio_number = models.CharField(max_length=20, unique=True, help_text="E.164, e.g. +15550100100")
+    on_call_number = models.CharField(max_length=20, help_text="E.164; red-flag calls are transferred here")
+    acuity_targets = models.JSONField(default=default_acuity_targets)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def target_seconds(self, acuity: int) -> int:
+        """Target time-to-nurse in seconds for `acuity` (1-5), falling back to the CTAS default."""
+        return int(self.acuity_targets.get(str(acuity), CTAS_TARGET_SECONDS[str(acuity)]))
+
+
+class StaffMember(models.Model):
+    """A user's membership of one clinic, with a role, skills and languages (BCP-47 codes)."""
+
+    class Role(models.TextChoices):
+        NURSE = "nurse", "Nurse"
+        SUPERVISOR = "supervisor", "Supervisor"
+        ADMIN = "admin", "Clinic admin"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="staff")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    skills = models.JSONField(default=list, blank=True)
+    languages = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"
+
+
+class AuditEvent(models.Model):
+    """One audited access to PHI or one security-relevant action. Append-only: rows are never changed.
+
+    `action` is a dotted verb such as `chart.read` or `case.disposition`; `patient_ref` is the FHIR
+    `Patient` id when the access concerns a patient.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="audit_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    patient_ref = models.CharField(max_length=128, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["clinic", "patient_ref", "at"])]
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Audit events are append-only.")

@@ -1,0 +1,107 @@
+"""The small interface the rest of CareLine sees of the EHR (DESIGN §7, STYLE habit 7).
+
+Callers use these plain dataclasses and the functions in `ehr.services`; they never see fhirclient models
+or hl7apy segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+class EhrError(Exception):
+    """Base class of EHR integration errors."""
+
+
+class EhrUnavailable(EhrError):
+    """The EHR did not answer in time, refused the connection, or answered 5xx. Retry later."""
+
+
+class EhrRejected(EhrError):
+    """The EHR answered but refused the request (4xx, HL7 AE/AR). Retrying the same payload will not help."""
+
+
+@dataclass(frozen=True)
+class PatientMatch:
+    """A FHIR `Patient` found by phone. `display` is "Given Family"; `language` a BCP-47 code or ""."""
+
+    fhir_id: str
+    display: str
+    birth_date: date | None
+    language: str = ""
+
+
+@dataclass
+class ChartEntry:
+    """One line of a chart section: `text` to show, `detail` (e.g. reaction, dose), `date` ISO or ""."""
+
+    text: str
+    detail: str = ""
+    date: str = ""
+    severity: str = ""
+
+
+@dataclass
+class PatientContext:
+    """The chart a nurse sees next to the caller's answers (FHIR R4 resources, summarised).
+
+    Sections: `allergies` (AllergyIntolerance), `conditions` (active Condition), `medications` (active
+    MedicationRequest), `encounters` (recent Encounter, newest first), `vitals` (latest vital-sign
+    Observations). `unavailable` names the sections whose query failed (shown as "unavailable", not as
+    empty). `fetched_at` is when the EHR was read.
+    """
+
+    fhir_id: str
+    name: str
+    birth_date: str
+    gender: str
+    phones: list[str] = field(default_factory=list)
+    language: str = ""
+    mrn: str = ""
+    allergies: list[ChartEntry] = field(default_factory=list)
+    conditions: list[ChartEntry] = field(default_factory=list)
+    medications: list[ChartEntry] = field(default_factory=list)
+    encounters: list[ChartEntry] = field(default_factory=list)
+    vitals: list[ChartEntry] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    fetched_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One protocol question as asked and answered."""
+
+    question_id: str
+    text: str
+    answer: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A closed triage case, as the EHR receives it. Times are aware datetimes (UTC).
+
+    `case_uuid` is the stable identifier every written resource is keyed on (conditional create), so a retry
+    never duplicates. `acuity` is the CTAS level 1-5; `disposition_code` and `disposition_display` come
+    from the ladder in `triage.dispositions`.
+    """
+
+    case_uuid: str
+    case_id: int
+    clinic_slug: str
+    clinic_name: str
+    patient_fhir_id: str
+    patient_display: str
+    started_at: datetime
+    ended_at: datetime
+    acuity: int
+    disposition_code: str
+    disposition_display: str
+    note: str
+    nurse_username: str
+    nurse_display: str
+    protocol_code: str
+    protocol_title: str
+    protocol_version: str
+    answers: tuple[Answer, ...] = ()
+    channel: str = "voice"

@@ -1,0 +1,45 @@
+"""Shared fixtures: personas (STYLE.md habit 9) and the real peers.
+
+Personas: clinic North (+15550100100) with nurse `alice`, nurse `dave` and supervisor `bob`; clinic South
+(+15550200200) with nurse `carol`. Real peers: `fhir_server` / `fhir` (sekmet-fhir), PostgreSQL and Redis
+from the test settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.fhir_server", "tests.fixtures.mllp"]
+
+NORTH_NUMBER = "+15550100100"
+NORTH_ON_CALL = "+15550100199"
+SOUTH_NUMBER = "+15550200200"
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class Personas:
+    north: Any
+    south: Any
+    alice: Any
+    bob: Any
+    carol: Any
+    dave: Any
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    """Clinics North and South with their staff (see module docstring). Password for all: PASSWORD."""
+    from clinics.services import clinic_create, staff_create
+
+    north = clinic_create(slug="north", name="North Clinic", twilio_number=NORTH_NUMBER, on_call_number=NORTH_ON_CALL)
+    south = clinic_create(slug="south", name="South Clinic", twilio_number=SOUTH_NUMBER, on_call_number="+15550200299")
+    alice = staff_create(clinic=north, role="nurse", username="alice", password=PASSWORD, first_name="Alice",
+                         last_name="Nurse").user
+    dave = staff_create(clinic=north, role="nurse", username="dave", password=PASSWORD, first_name="Dave").user
+    bob = staff_create(clinic=north, role="supervisor", username="bob", password=PASSWORD, first_name="Bob").user
+    carol = staff_create(clinic=south, role="nurse", username="carol", password=PASSWORD, first_name="Carol").user
+    return Personas(north=north, south=south, alice=alice, bob=bob, carol=carol, dave=dave)

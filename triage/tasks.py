@@ -1,0 +1,11 @@
+"""Celery tasks of the triage app (thin: call a service)."""
+
+from celery import shared_task
+
+from triage.services import case_expire_reservations
+
+
+@shared_task
+def expire_reservations() -> int:
+    """Beat: return expired reservations to the queue (see `case_expire_reservations`)."""
+    return case_expire_reservations()
