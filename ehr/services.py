@@ -6,7 +6,10 @@ Everything else in CareLine calls these functions; the FHIR and HL7 details stay
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from clinics.models import Clinic
+from ehr.fhir.patients import search_by_phone
 from ehr.models import WriteBack
 from ehr.types import Outcome, PatientContext, PatientMatch
 
@@ -18,7 +21,7 @@ def find_patients_by_phone(phone: str, *, timeout: float | None = None) -> list[
     Returns every match (several for a household sharing a number), [] when none.
     Raises EhrUnavailable when the server cannot be reached in time or answers 5xx.
     """
-    raise NotImplementedError
+    return search_by_phone(phone, timeout=timeout if timeout is not None else settings.FHIR_TIMEOUT_SECONDS)
 
 
 def load_patient_context(fhir_id: str) -> PatientContext:

@@ -1,0 +1,1 @@
+"""FHIR R4 adapter (fhirclient models; R4 4.0.1)."""
