@@ -8,11 +8,12 @@ claims), so concurrent claims never hand one case to two nurses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from clinics import events
@@ -139,6 +140,15 @@ def case_record_transfer(
     return case
 
 
+@dataclass(frozen=True)
+class _Head:
+    """A per-level queue head as read without locks (for ranking only)."""
+
+    pk: int
+    acuity: int
+    arrived_at: datetime
+
+
 def _open_case_of(nurse: object, clinic: Clinic) -> Case | None:
     return (
         Case.objects.select_for_update()
@@ -165,11 +175,16 @@ def case_claim_next(*, clinic: Clinic, nurse: object, now: datetime | None = Non
     if existing is not None:
         return existing
     queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED)
-    heads = [
-        head
+    # The five per-level heads in one round trip: UNION ALL of one index-ordered LIMIT 1 per level.
+    per_level = [
+        queued.filter(acuity=level).order_by("arrived_at", "pk").values("pk", "acuity", "arrived_at")[:1]
         for level in range(1, 6)
-        if (head := queued.filter(acuity=level).order_by("arrived_at", "pk").only("acuity", "arrived_at").first())
     ]
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(per_level[0].union(*per_level[1:], all=True))
+    else:  # SQLite (embedded run): no LIMIT inside a compound statement
+        rows = [row for qs in per_level for row in qs]
+    heads = [_Head(**row) for row in rows]
     rates = priority.rates_for_targets({level: clinic.target_seconds(level) for level in range(1, 6)})
     chosen: Case | None = None
     for head in priority.ranked(heads, rates=rates, now=now):

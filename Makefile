@@ -1,0 +1,41 @@
+# CareLine: `make run` (the whole demo, embedded defaults) and `make test` (the suite on PostgreSQL + Redis).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+FHIR_PORT ?= 8091
+
+.PHONY: run test lint typecheck services bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: install, migrate, seed the demo clinic, start the demo EHR, daphne, Celery worker and beat.
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
+	PORT=$(PORT) FHIR_PORT=$(FHIR_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
+		$(VENV)/bin/honcho --procfile Procfile start
+
+## test: the whole suite against PostgreSQL and Redis on localhost (started if down), Chromium for e2e.
+test: $(VENV)/.installed
+	scripts/ensure-test-services.sh
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed
+	scripts/ensure-test-services.sh
+	$(PY) bench/claim.py
+
+clean:
+	rm -rf var .pytest_cache
