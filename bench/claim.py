@@ -146,10 +146,14 @@ def main() -> None:
     floor_rate = len(floor_ids) / floor_seconds
     project_rate = len(project_ids) / project_seconds
     print(f"backlog {args.backlog}, {args.nurses} concurrent nurses, {args.claims} claims per run")
-    print(f"floor   (raw psycopg SKIP LOCKED + release): {floor_rate:8.0f} claims/s, "
-          f"double claims {len(floor_ids) - len(set(floor_ids))}")
-    print(f"project (case_claim_next + release):        {project_rate:8.0f} claims/s, "
-          f"double claims {len(project_ids) - len(set(project_ids))}")
+    print(
+        f"floor   (raw psycopg SKIP LOCKED + release): {floor_rate:8.0f} claims/s, "
+        f"double claims {len(floor_ids) - len(set(floor_ids))}"
+    )
+    print(
+        f"project (case_claim_next + release):        {project_rate:8.0f} claims/s, "
+        f"double claims {len(project_ids) - len(set(project_ids))}"
+    )
     print(f"ratio project/floor: {project_rate / floor_rate:.2f}")
 
 

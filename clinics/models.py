@@ -76,10 +76,13 @@ class AuditEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["clinic", "patient_ref", "at"])]
 
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_id} at {self.at:%Y-%m-%d %H:%M:%S}"
+
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise ValidationError("Audit events are append-only.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Audit events are append-only.")

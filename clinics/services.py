@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from clinics.models import AuditEvent, Clinic, StaffMember
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
 
 def audit_record(
     *,
     clinic: Clinic,
-    actor: object | None,
+    actor: User | AnonymousUser | None,
     action: str,
     object_type: str = "",
     object_id: str | int = "",
@@ -21,7 +26,7 @@ def audit_record(
     """Append one audit row (who, what, which patient, when, from where) in the caller's transaction."""
     return AuditEvent.objects.create(
         clinic=clinic,
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor=actor if actor is not None and actor.is_authenticated else None,
         action=action,
         object_type=object_type,
         object_id=str(object_id),

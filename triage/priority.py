@@ -20,10 +20,13 @@ from typing import Protocol, TypeVar
 
 
 class Waiting(Protocol):
-    """What the engine needs of a waiting case."""
+    """What the engine needs of a waiting case (read-only)."""
 
-    acuity: int
-    arrived_at: datetime | None
+    @property
+    def acuity(self) -> int: ...
+
+    @property
+    def arrived_at(self) -> datetime | None: ...
 
 
 W = TypeVar("W", bound=Waiting)
@@ -43,4 +46,4 @@ def priority(case: Waiting, *, rates: Mapping[int, float], now: datetime) -> flo
 
 def ranked(heads: Iterable[W], *, rates: Mapping[int, float], now: datetime) -> list[W]:
     """Per-level heads best first: highest priority, then the more urgent level, then the older case."""
-    return sorted(heads, key=lambda c: (-priority(c, rates=rates, now=now), c.acuity, c.arrived_at))
+    return sorted(heads, key=lambda c: (-priority(c, rates=rates, now=now), c.acuity, c.arrived_at or now))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import QuerySet
 
 from clinics.models import Clinic
 from clinics.selectors import staff_for_user
 from triage.models import Case, CaseEvent, CaseState
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 def case_list(*, clinic: Clinic, state: str | None = None) -> QuerySet[Case]:
@@ -26,7 +31,7 @@ def queue_list(*, clinic: Clinic) -> QuerySet[Case]:
     )
 
 
-def access_case(*, user: object, case_id: int) -> Case:
+def access_case(*, user: User | AnonymousUser, case_id: int) -> Case:
     """The case `case_id` if it belongs to the user's clinic.
 
     Raises Case.DoesNotExist for another clinic's case or an unknown id (callers answer 404, never 403,

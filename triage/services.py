@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -23,9 +23,12 @@ from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
 from triage.models import Case, CaseEvent, CaseState
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 def case_add_event(
-    *, case: Case, kind: str, summary: str, detail: dict[str, Any] | None = None, actor: object | None = None
+    *, case: Case, kind: str, summary: str, detail: dict[str, Any] | None = None, actor: User | None = None
 ) -> CaseEvent:
     """Append one timeline entry to `case` (no state change)."""
     return CaseEvent.objects.create(
@@ -34,7 +37,7 @@ def case_add_event(
         kind=kind,
         summary=summary[:500],
         detail=detail or {},
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor=actor if actor is not None and actor.is_authenticated else None,
     )
 
 
@@ -146,10 +149,10 @@ class _Head:
 
     pk: int
     acuity: int
-    arrived_at: datetime
+    arrived_at: datetime | None
 
 
-def _open_case_of(nurse: object, clinic: Clinic) -> Case | None:
+def _open_case_of(nurse: User, clinic: Clinic) -> Case | None:
     return (
         Case.objects.select_for_update()
         .filter(clinic=clinic, reserved_by=nurse, state__in=[CaseState.RESERVED, CaseState.IN_PROGRESS])
@@ -159,7 +162,7 @@ def _open_case_of(nurse: object, clinic: Clinic) -> Case | None:
 
 
 @transaction.atomic
-def case_claim_next(*, clinic: Clinic, nurse: object, now: datetime | None = None) -> Case | None:
+def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None) -> Case | None:
     """Reserve the head of `clinic`'s queue for `nurse`; None when the queue is empty.
 
     The head is the best of the per-level heads under accumulating priority (`triage.priority`). The levels
@@ -196,7 +199,7 @@ def case_claim_next(*, clinic: Clinic, nurse: object, now: datetime | None = Non
     if chosen is None:
         return None
     chosen.state = CaseState.RESERVED
-    chosen.reserved_by = nurse  # type: ignore[assignment]
+    chosen.reserved_by = nurse
     chosen.reserved_at = now
     chosen.reservation_expires_at = now + timedelta(seconds=settings.TRIAGE_RESERVATION_SECONDS)
     chosen.save(update_fields=["state", "reserved_by", "reserved_at", "reservation_expires_at"])
@@ -207,19 +210,19 @@ def case_claim_next(*, clinic: Clinic, nurse: object, now: datetime | None = Non
         actor=nurse,
         detail={"wait_seconds": int((now - chosen.arrived_at).total_seconds()) if chosen.arrived_at else None},
     )
-    events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": getattr(nurse, "pk", None)})
+    events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
     return chosen
 
 
-def _lock_own_case(*, case_id: int, clinic: Clinic, nurse: object) -> Case:
+def _lock_own_case(*, case_id: int, clinic: Clinic, nurse: User) -> Case:
     case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
-    if case.reserved_by_id != getattr(nurse, "pk", None):
+    if case.reserved_by_id != nurse.pk:
         raise NotYourCase(f"case {case_id} is not reserved by you")
     return case
 
 
 @transaction.atomic
-def case_accept(*, case_id: int, clinic: Clinic, nurse: object) -> Case:
+def case_accept(*, case_id: int, clinic: Clinic, nurse: User) -> Case:
     """Accept a reservation: `reserved -> in_progress`. Accepting one's own in-progress case is a no-op.
 
     Raises Case.DoesNotExist (other clinic or unknown id), NotYourCase, InvalidTransition.
@@ -234,11 +237,11 @@ def case_accept(*, case_id: int, clinic: Clinic, nurse: object) -> Case:
     case.reservation_expires_at = None
     case.save(update_fields=["state", "accepted_at", "reservation_expires_at"])
     case_add_event(case=case, kind=CaseEvent.Kind.ACCEPTED, summary=f"Accepted by {_name(nurse)}", actor=nurse)
-    events.publish(clinic.pk, "case.accepted", {"case_id": case.pk, "nurse_id": getattr(nurse, "pk", None)})
+    events.publish(clinic.pk, "case.accepted", {"case_id": case.pk, "nurse_id": nurse.pk})
     return case
 
 
-def _requeue(case: Case, *, reason: str, summary: str, actor: object | None = None) -> None:
+def _requeue(case: Case, *, reason: str, summary: str, actor: User | None = None) -> None:
     """Back to `queued`, keeping `arrived_at` (the caller keeps their place in line)."""
     case.state = CaseState.QUEUED
     case.reserved_by = None
@@ -250,7 +253,7 @@ def _requeue(case: Case, *, reason: str, summary: str, actor: object | None = No
 
 
 @transaction.atomic
-def case_release(*, case_id: int, clinic: Clinic, nurse: object) -> Case:
+def case_release(*, case_id: int, clinic: Clinic, nurse: User) -> Case:
     """The nurse hands a reserved case back to the queue (original arrival time kept)."""
     case = _lock_own_case(case_id=case_id, clinic=clinic, nurse=nurse)
     if case.state != CaseState.RESERVED:
@@ -278,9 +281,7 @@ def case_expire_reservations(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def case_complete(
-    *, case_id: int, clinic: Clinic, nurse: object, disposition_code: str, note: str = ""
-) -> Case:
+def case_complete(*, case_id: int, clinic: Clinic, nurse: User, disposition_code: str, note: str = "") -> Case:
     """Record the nurse-confirmed disposition and note, then wrap up and close the case.
 
     Allowed from `reserved` or `in_progress` by the nurse who holds the case (a reserved case is accepted
@@ -354,6 +355,5 @@ def case_clear_ehr_pending(*, case_id: int, summary: str) -> Case:
     return case
 
 
-def _name(user: object) -> str:
-    full = getattr(user, "get_full_name", lambda: "")()
-    return str(full or getattr(user, "get_username", lambda: "nurse")())
+def _name(user: User) -> str:
+    return user.get_full_name() or user.get_username()

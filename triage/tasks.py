@@ -5,7 +5,7 @@ from celery import shared_task
 from triage.services import case_expire_reservations
 
 
-@shared_task
+@shared_task  # type: ignore[untyped-decorator]
 def expire_reservations() -> int:
     """Beat: return expired reservations to the queue (see `case_expire_reservations`)."""
     return case_expire_reservations()

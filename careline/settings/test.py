@@ -10,7 +10,7 @@ from careline.settings.base import *  # noqa: E402,F401,F403
 from careline.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
 
 # Each test run gets its own channel-layer prefix so parallel runs on one Redis do not cross.
-CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"careline-test-{os.getpid()}"
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"careline-test-{os.getpid()}"  # type: ignore[index]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CARELINE_TEST_DB", "test_careline")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
