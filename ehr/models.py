@@ -45,6 +45,9 @@ class WriteBack(models.Model):
     class Meta:
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="writeback_due")]
 
+    def __str__(self) -> str:
+        return f"WriteBack {self.pk} (case {self.source_id}, {self.target}, {self.state})"
+
 
 class Hl7Message(models.Model):
     """Log of HL7 v2 messages sent or received, with their ACK status. `control_id` is MSH-10."""
@@ -61,3 +64,6 @@ class Hl7Message(models.Model):
     ack_code = models.CharField(max_length=2, blank=True)
     ack_text = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"HL7 {self.direction} {self.message_type} {self.control_id} ({self.ack_code or 'no ACK'})"

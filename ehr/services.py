@@ -1,17 +1,43 @@
 """The EHR facade: find a patient, load a patient context, submit an outcome (DESIGN §7).
 
 Everything else in CareLine calls these functions; the FHIR and HL7 details stay in `ehr/fhir/` and
-`ehr/hl7/`.
+`ehr/hl7/`. Nothing here writes PHI to log lines (ids, states and exception types only).
+
+Write-back outbox (DESIGN §6.3): `writeback_enqueue` adds rows in the caller's transaction and dispatches
+`ehr.tasks.send_writeback` on commit; `writeback_send` delivers one row under a lease; `writeback_sweep`
+(Celery beat) retries what is due. Every state change publishes `writeback.changed` (clinics.events).
 """
 
 from __future__ import annotations
 
-from django.conf import settings
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from functools import partial
 
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from clinics import events
 from clinics.models import Clinic
+from ehr.fhir.context import read_patient_context
 from ehr.fhir.patients import search_by_phone
-from ehr.models import WriteBack
-from ehr.types import Outcome, PatientContext, PatientMatch
+from ehr.fhir.writeback import build_bundle, send_bundle
+from ehr.hl7 import mllp
+from ehr.hl7.oru import MESSAGE_TYPE, build_oru, control_id_for
+from ehr.models import Hl7Message, WriteBack
+from ehr.serialization import context_from_dict, context_to_dict, outcome_from_dict, outcome_to_dict
+from ehr.types import EhrRejected, EhrUnavailable, Outcome, PatientContext, PatientMatch
+
+logger = logging.getLogger(__name__)
+
+# A sender holds a row this long at most; a crashed worker's lease expires and the sweep takes the row.
+WRITEBACK_LEASE_SECONDS = 120
+NOT_IDENTIFIED = "caller not identified in the EHR: no Patient to file the outcome against"
 
 
 def find_patients_by_phone(phone: str, *, timeout: float | None = None) -> list[PatientMatch]:
@@ -24,16 +50,193 @@ def find_patients_by_phone(phone: str, *, timeout: float | None = None) -> list[
     return search_by_phone(phone, timeout=timeout if timeout is not None else settings.FHIR_TIMEOUT_SECONDS)
 
 
+def _context_cache_key(fhir_id: str) -> str:
+    # FHIR ids are only unique per server, so the key names the server too.
+    server = hashlib.sha256(settings.FHIR_BASE_URL.encode()).hexdigest()[:12]
+    return f"ehr:patient-context:{server}:{fhir_id}"
+
+
 def load_patient_context(fhir_id: str) -> PatientContext:
     """The chart of FHIR `Patient/<fhir_id>`; cached for `FHIR_CONTEXT_CACHE_SECONDS`.
 
-    Does not audit: callers go through an `access_*` selector that writes the audit row.
-    Raises EhrUnavailable when the Patient read itself fails; a failed section is listed in
+    Reads the Patient and its sections (see `ehr.fhir.context`) within `FHIR_TIMEOUT_SECONDS` in total.
+    Only complete charts are cached: a chart with `unavailable` sections is read again next time, so a
+    nurse sees the EHR recover instead of a stale gap. Does not audit: callers go through an `access_*`
+    selector that writes the audit row.
+    Raises EhrUnavailable when the Patient read itself fails (transport, timeout, 5xx) and EhrRejected when
+    the EHR refuses it (404 unknown patient, other 4xx, malformed id); a failed section is listed in
     `PatientContext.unavailable` instead.
     """
-    raise NotImplementedError
+    key = _context_cache_key(fhir_id)
+    cached = cache.get(key)
+    if cached is not None:
+        return context_from_dict(cached)
+    context = read_patient_context(fhir_id, budget=settings.FHIR_TIMEOUT_SECONDS)
+    if not context.unavailable:
+        cache.set(key, context_to_dict(context), timeout=settings.FHIR_CONTEXT_CACHE_SECONDS)
+    return context
+
+
+def forget_patient_context(fhir_id: str) -> None:
+    """Drop the cached chart of `fhir_id` (e.g. after an inbound ADT^A08 update)."""
+    cache.delete(_context_cache_key(fhir_id))
+
+
+# --- write-back outbox -------------------------------------------------------------------------------------
+
+
+def _publish(row: WriteBack) -> None:
+    events.publish(
+        row.clinic_id, "writeback.changed", {"case_id": row.source_id, "target": row.target, "state": row.state}
+    )
 
 
 def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
-    """Write the outbox rows for `outcome` in the caller's transaction; dispatch sending on commit."""
-    raise NotImplementedError
+    """Write the outbox rows for `outcome` in the caller's transaction; dispatch sending on commit.
+
+    Rows: one `fhir` row (state `skipped`, `last_error` saying why, when `outcome.patient_fhir_id` is
+    empty: the caller was never identified), and one `hl7v2` row when `HL7_MLLP_HOST` is set (an HL7 v2
+    feed can still file an unidentified call by its case number). `idempotency_key` is
+    `"<case_uuid>:<target>"`; enqueuing the same outcome twice returns the existing rows unchanged.
+    `payload` is `ehr.serialization.outcome_to_dict(outcome)`. Returns the rows, fhir first.
+    """
+    targets = [WriteBack.Target.FHIR]
+    if settings.HL7_MLLP_HOST:
+        targets.append(WriteBack.Target.HL7V2)
+    payload = outcome_to_dict(outcome)
+    rows = []
+    with transaction.atomic():
+        for target in targets:
+            skip = target == WriteBack.Target.FHIR and not outcome.patient_fhir_id
+            row, created = WriteBack.objects.get_or_create(
+                idempotency_key=f"{outcome.case_uuid}:{target}",
+                defaults={
+                    "clinic": clinic,
+                    "source_id": outcome.case_id,
+                    "target": target,
+                    "payload": payload,
+                    "state": WriteBack.State.SKIPPED if skip else WriteBack.State.PENDING,
+                    "last_error": NOT_IDENTIFIED if skip else "",
+                },
+            )
+            rows.append(row)
+            if not created:
+                continue
+            _publish(row)
+            if row.state == WriteBack.State.PENDING:
+                transaction.on_commit(partial(_dispatch, row.pk))
+    return rows
+
+
+def _dispatch(writeback_id: int) -> None:
+    from ehr.tasks import send_writeback  # the task module imports this one
+
+    send_writeback.delay(writeback_id)
+
+
+def _take_lease(writeback_id: int, now: datetime) -> bool:
+    """Atomically lease a sendable row: one UPDATE, so two workers never send the same row at once."""
+    return bool(
+        WriteBack.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            pk=writeback_id,
+            state__in=(WriteBack.State.PENDING, WriteBack.State.RETRYING),
+        ).update(lease_until=now + timedelta(seconds=WRITEBACK_LEASE_SECONDS))
+    )
+
+
+def _deliver(row: WriteBack) -> dict[str, object]:
+    """Send one row to its target; returns what the EHR acknowledged. Raises EhrUnavailable / EhrRejected."""
+    outcome = outcome_from_dict(row.payload)
+    if row.target == WriteBack.Target.FHIR:
+        return send_bundle(build_bundle(outcome), timeout=settings.FHIR_TIMEOUT_SECONDS)
+    control_id = control_id_for(row.idempotency_key)
+    message = build_oru(outcome, control_id=control_id)
+    log = Hl7Message.objects.create(
+        clinic_id=row.clinic_id,
+        direction=Hl7Message.Direction.OUTBOUND,
+        message_type=MESSAGE_TYPE[:20],
+        control_id=control_id,
+        raw=message,
+    )
+    ack = mllp.send_message(
+        message, host=settings.HL7_MLLP_HOST, port=settings.HL7_MLLP_PORT, timeout=settings.HL7_TIMEOUT_SECONDS
+    )
+    log.ack_code, log.ack_text = ack.code[:2], ack.text[:500]
+    log.save(update_fields=["ack_code", "ack_text"])
+    mllp.require_accept(ack)
+    return {"control_id": control_id, "ack_code": ack.code, "ack_text": ack.text}
+
+
+def writeback_send(*, writeback_id: int, now: datetime | None = None) -> WriteBack:
+    """Deliver one outbox row, if it is still pending/retrying and no other worker holds it.
+
+    Success: state `sent`, `sent_at`, `response` (FHIR: each entry's status and location; HL7: control id
+    and ACK). EhrUnavailable: state `retrying`, `attempts + 1`, `next_attempt_at = now + backoff`, the
+    backoff being celery's exponential interval (factor `WRITEBACK_BACKOFF_FACTOR_SECONDS`, cap
+    `WRITEBACK_BACKOFF_MAX_SECONDS`, full jitter). EhrRejected: state `failed` (a person must look).
+    A row that is sent, failed, skipped or leased elsewhere is returned unchanged (idempotent).
+    Raises WriteBack.DoesNotExist.
+    """
+    now = now or timezone.now()
+    if not _take_lease(writeback_id, now):
+        return WriteBack.objects.get(pk=writeback_id)
+    row = WriteBack.objects.get(pk=writeback_id)
+    update: dict[str, object] = {"lease_until": None}
+    try:
+        response = _deliver(row)
+    except EhrRejected as exc:
+        update.update(
+            state=WriteBack.State.FAILED, attempts=row.attempts + 1, last_error=str(exc)[:2000], next_attempt_at=None
+        )
+        logger.warning("write-back %s (%s) rejected: %s", row.pk, row.target, type(exc).__name__)
+    except EhrUnavailable as exc:
+        delay = get_exponential_backoff_interval(
+            factor=settings.WRITEBACK_BACKOFF_FACTOR_SECONDS,
+            retries=row.attempts,
+            maximum=settings.WRITEBACK_BACKOFF_MAX_SECONDS,
+            full_jitter=True,
+        )
+        # Full jitter may draw 0 s: wait at least a second so a dead EHR is not retried in a tight loop.
+        delay = max(delay, 1)
+        update.update(
+            state=WriteBack.State.RETRYING,
+            attempts=row.attempts + 1,
+            last_error=str(exc)[:2000],
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        logger.info("write-back %s (%s) will retry in %ss: %s", row.pk, row.target, delay, type(exc).__name__)
+    else:
+        update.update(
+            state=WriteBack.State.SENT,
+            attempts=row.attempts + 1,
+            last_error="",
+            response=response,
+            sent_at=timezone.now(),
+            next_attempt_at=None,
+        )
+    with transaction.atomic():
+        WriteBack.objects.filter(pk=row.pk).update(**update)
+        row.refresh_from_db()
+        _publish(row)
+    return row
+
+
+def writeback_sweep(*, now: datetime | None = None) -> int:
+    """Send every row that is pending or retrying and due (`next_attempt_at` null or <= `now`).
+
+    Rows leased by another worker are skipped by `writeback_send`. Returns the number of rows attempted.
+    """
+    now = now or timezone.now()
+    due = (
+        WriteBack.objects.filter(state__in=(WriteBack.State.PENDING, WriteBack.State.RETRYING))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for writeback_id in list(due):
+        writeback_send(writeback_id=writeback_id, now=now)
+        count += 1
+    return count

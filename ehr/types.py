@@ -105,3 +105,4 @@ class Outcome:
     protocol_version: str
     answers: tuple[Answer, ...] = ()
     channel: str = "voice"
+    patient_mrn: str = ""  # the MRN when the chart was read (PID-3 in HL7 v2); "" if unknown

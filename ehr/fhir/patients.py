@@ -11,7 +11,7 @@ from ehr.phone import search_variants
 from ehr.types import PatientMatch
 
 
-def _display(patient: Patient) -> str:
+def patient_display(patient: Patient) -> str:
     for name in patient.name or []:
         if name.text:
             return str(name.text)
@@ -20,7 +20,7 @@ def _display(patient: Patient) -> str:
     return ""
 
 
-def _language(patient: Patient) -> str:
+def patient_language(patient: Patient) -> str:
     for communication in patient.communication or []:
         for coding in communication.language.coding or []:
             if coding.code:
@@ -31,7 +31,9 @@ def _language(patient: Patient) -> str:
 def to_match(patient: Patient) -> PatientMatch:
     """Summarise a fhirclient `Patient` as a `PatientMatch`."""
     birth: date | None = patient.birthDate.date if patient.birthDate else None
-    return PatientMatch(fhir_id=str(patient.id), display=_display(patient), birth_date=birth, language=_language(patient))
+    return PatientMatch(
+        fhir_id=str(patient.id), display=patient_display(patient), birth_date=birth, language=patient_language(patient)
+    )
 
 
 def search_by_phone(phone: str, *, timeout: float) -> list[PatientMatch]:
