@@ -1,1 +1,18 @@
-urlpatterns: list = []
+"""REST API URLs, mounted at /api/v1/ (see `contactcenter.api`)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from contactcenter import api
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("cases/", api.CaseListApi.as_view(), name="api-case-list"),
+    path("cases/next/", api.CaseNextApi.as_view(), name="api-case-next"),
+    path("cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("cases/<int:case_id>/accept/", api.CaseAcceptApi.as_view(), name="api-case-accept"),
+    path("cases/<int:case_id>/disposition/", api.CaseDispositionApi.as_view(), name="api-case-disposition"),
+    path("dispositions/", api.DispositionListApi.as_view(), name="api-dispositions"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+]

@@ -198,6 +198,7 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)
 
 VAR_DIR.mkdir(exist_ok=True)
+STATIC_ROOT.mkdir(exist_ok=True)
 
 LOGGING = {
     "version": 1,

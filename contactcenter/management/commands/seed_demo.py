@@ -1,0 +1,75 @@
+"""`manage.py seed_demo [--base-url URL]`: the demo clinic and its staff, for the embedded run.
+
+Idempotent: running it again resets the demo users' passwords and roles and leaves everything else as it
+is. Refuses to run unless `settings.CARELINE_DEMO` (never in production). Passwords come from the
+`CARELINE_DEMO_PASSWORD` environment variable (default "careline-demo").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from clinics.services import clinic_create, staff_create
+
+DEMO_CLINIC = {
+    "slug": "demo",
+    "name": "Northside Family Clinic",
+    "twilio_number": "+15550100100",
+    "on_call_number": "+15550100199",
+    "timezone": "America/New_York",
+}
+# (username, role, first name, last name)
+DEMO_STAFF = (
+    ("nurse", "nurse", "Nora", "Nurse"),
+    ("supervisor", "supervisor", "Sam", "Supervisor"),
+    ("admin", "admin", "Ada", "Admin"),
+)
+DEFAULT_PASSWORD = "careline-demo"
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo clinic with a nurse, a supervisor and an admin. Demo mode only."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="where the server listens (for the printed URLs)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.CARELINE_DEMO:
+            raise CommandError("seed_demo runs only with CARELINE_DEMO=true (demo data must never reach production)")
+        password = os.environ.get("CARELINE_DEMO_PASSWORD") or DEFAULT_PASSWORD
+        base_url = str(options["base_url"]).rstrip("/")
+        with transaction.atomic():
+            clinic = clinic_create(**DEMO_CLINIC)
+            for username, role, first_name, last_name in DEMO_STAFF:
+                member = staff_create(
+                    clinic=clinic,
+                    role=role,
+                    username=username,
+                    password=password,
+                    first_name=first_name,
+                    last_name=last_name,
+                    languages=["en", "es"] if role == "nurse" else ["en"],
+                )
+                if role == "admin":
+                    # The demo admin manages everything through /admin/ (no per-model permissions to grant).
+                    member.user.is_superuser = True
+                    member.user.save(update_fields=["is_superuser"])
+
+        shown_password = "(from CARELINE_DEMO_PASSWORD)" if os.environ.get("CARELINE_DEMO_PASSWORD") else password
+        out = self.stdout
+        out.write(self.style.SUCCESS(f"Demo clinic ready: {clinic.name} ({clinic.slug})"))
+        out.write(f"  Clinic phone number: {clinic.twilio_number}   on-call: {clinic.on_call_number}")
+        out.write("  Logins:")
+        for username, role, _, _ in DEMO_STAFF:
+            out.write(f"    {role:<11} {username:<11} password {shown_password}")
+        out.write(f"  Nurse console:   {base_url}/console/")
+        out.write(f"  Phone simulator: {base_url}/simulator/")
+        out.write(f"  Admin:           {base_url}/admin/")
+        out.write(f"  API schema:      {base_url}/api/v1/schema/")

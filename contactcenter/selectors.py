@@ -1,0 +1,121 @@
+"""Read queries of the nurse console, always scoped to the caller's clinic (STYLE habit 6).
+
+Every read of a patient's chart goes through `access_patient_chart`, which checks the clinic and writes
+the audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from clinics.selectors import staff_for_user
+from clinics.services import audit_record
+from ehr import selectors as ehr_selectors
+from ehr import services as ehr_services
+from ehr.models import WriteBack
+from ehr.types import PatientContext
+from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
+from triage.models import Case, CaseEvent
+from triage.protocols import BY_CODE as PROTOCOLS_BY_CODE
+from triage.selectors import access_case, case_timeline
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+# CTAS level names (Canadian Triage and Acuity Scale): shown next to the colour, never colour alone.
+ACUITY_NAMES: dict[int, str] = {1: "Resuscitation", 2: "Emergent", 3: "Urgent", 4: "Less urgent", 5: "Non-urgent"}
+
+
+def acuity_label(acuity: int) -> str:
+    """ "2 · Emergent" for acuity 2 (CTAS level and name)."""
+    return f"{acuity} · {ACUITY_NAMES.get(acuity, 'Unknown')}"
+
+
+def case_protocol_title(case: Case) -> str:
+    """The English title of the case's protocol ("chest pain"); the raw code if unknown, "" if none."""
+    protocol = PROTOCOLS_BY_CODE.get(case.protocol_code)
+    return protocol.title("en") if protocol else case.protocol_code
+
+
+def disposition_display(code: str) -> str:
+    """The ladder wording of a disposition code ("Home care"); "" for an empty or unknown code."""
+    disposition = DISPOSITIONS_BY_CODE.get(code)
+    return disposition.display if disposition else ""
+
+
+def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None) -> PatientContext | None:
+    """The EHR chart of `case`'s patient, for `user`; every successful read is audited.
+
+    Returns None when the caller is unidentified (the case has no FHIR Patient id): there is no chart to
+    read and nothing is audited. Otherwise reads `ehr.services.load_patient_context` (which may answer
+    from its short cache) and appends an audit row `chart.read` (actor, case id, FHIR Patient id, source
+    IP) for every read, cached or not (HIPAA access accounting counts disclosures, not EHR round trips).
+    Raises Case.DoesNotExist when the case belongs to another clinic (callers answer 404; no audit row),
+    NotStaff for non-staff users, and `ehr.types.EhrUnavailable` when the EHR cannot be read (nothing
+    was shown, so nothing is audited; the console shows "chart unavailable").
+    """
+    staff = staff_for_user(user)
+    if case.clinic_id != staff.clinic_id:
+        raise Case.DoesNotExist("case of another clinic")
+    if not case.patient_fhir_id:
+        return None
+    context = ehr_services.load_patient_context(case.patient_fhir_id)
+    audit_record(
+        clinic=staff.clinic,
+        actor=user,
+        action="chart.read",
+        object_type="case",
+        object_id=case.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=source_ip,
+    )
+    return context
+
+
+def writebacks_for_case(*, case: Case) -> list[WriteBack]:
+    """The EHR write-back outbox rows of `case` (target, state, attempts, last_error, sent_at)."""
+    return list(ehr_selectors.writebacks_for_case(clinic=case.clinic, case_id=case.pk))
+
+
+@dataclass(frozen=True)
+class AnswerLine:
+    """One protocol question as the caller heard it, with the answer."""
+
+    question_id: str
+    text: str
+    answer: bool
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """What the case page shows besides the chart: the caller's answers and the case's timeline."""
+
+    case: Case
+    acuity_label: str
+    protocol_title: str
+    answers: tuple[AnswerLine, ...]
+    suggested_disposition_display: str
+    disposition_display: str
+    timeline: QuerySet[CaseEvent]
+
+
+def case_summary(*, user: User, case_id: int) -> CaseSummary:
+    """The case `case_id` of the user's clinic with its answers and timeline.
+
+    Raises Case.DoesNotExist (unknown id or another clinic's case) and NotStaff.
+    """
+    case = access_case(user=user, case_id=case_id)
+    return CaseSummary(
+        case=case,
+        acuity_label=acuity_label(case.acuity),
+        protocol_title=case_protocol_title(case),
+        answers=tuple(
+            AnswerLine(str(a.get("question", "")), str(a.get("text", "")), bool(a.get("answer"))) for a in case.answers
+        ),
+        suggested_disposition_display=disposition_display(case.suggested_disposition),
+        disposition_display=disposition_display(case.disposition),
+        timeline=case_timeline(case=case),
+    )

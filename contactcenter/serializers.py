@@ -1,0 +1,168 @@
+"""API shapes of the nurse console (DRF). Output serializers are read-only; input serializers validate.
+
+Times are ISO 8601 UTC; `acuity` is the CTAS level 1 (most urgent) .. 5; `state` a `triage.models.CaseState`
+value; disposition codes come from `triage.dispositions.DISPOSITIONS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from contactcenter.selectors import acuity_label, case_protocol_title, disposition_display
+from ehr.models import WriteBack
+from triage.dispositions import DISPOSITIONS
+from triage.models import Case, CaseEvent
+
+
+class WriteBackSerializer(serializers.ModelSerializer[WriteBack]):
+    """One EHR write-back outbox row: target (`fhir`, `hl7v2`) and delivery state."""
+
+    # A plain string in the schema: a second enum named "state" would collide with the case state's.
+    state = serializers.CharField(
+        read_only=True,
+        help_text="pending (not yet tried), retrying (failed; retried with backoff), sent (acknowledged), "
+        "failed (rejected; needs a person), skipped (nothing to send, e.g. caller not identified)",
+    )
+
+    class Meta:
+        model = WriteBack
+        fields = ["target", "state", "attempts", "last_error", "sent_at"]
+        read_only_fields = fields
+
+
+class CaseEventSerializer(serializers.ModelSerializer[CaseEvent]):
+    """One timeline entry; `actor` is the username of the staff member who acted, or null."""
+
+    actor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseEvent
+        fields = ["kind", "at", "summary", "actor"]
+        read_only_fields = fields
+
+    def get_actor(self, event: CaseEvent) -> str | None:
+        return event.actor.get_username() if event.actor else None
+
+
+class AnswerSerializer(serializers.Serializer[dict[str, Any]]):
+    """One protocol question as the caller answered it."""
+
+    question = serializers.CharField()
+    text = serializers.CharField()
+    answer = serializers.BooleanField()
+
+
+class CaseSerializer(serializers.ModelSerializer[Case]):
+    """A case as listed: acuity, state, who holds it, patient reference (FHIR Patient id, "" if unidentified)."""
+
+    acuity_label = serializers.SerializerMethodField(help_text='CTAS level and name, e.g. "2 · Emergent"')
+    protocol_title = serializers.SerializerMethodField()
+    reserved_by = serializers.SerializerMethodField(help_text="username of the nurse holding the case, or null")
+    suggested_disposition_display = serializers.SerializerMethodField()
+    disposition_display = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "uuid",
+            "state",
+            "acuity",
+            "acuity_label",
+            "channel",
+            "language",
+            "patient_fhir_id",
+            "patient_display",
+            "ehr_context_pending",
+            "protocol_code",
+            "protocol_title",
+            "suggested_disposition",
+            "suggested_disposition_display",
+            "disposition",
+            "disposition_display",
+            "contact_preference",
+            "escalated",
+            "reserved_by",
+            "arrived_at",
+            "reserved_at",
+            "reservation_expires_at",
+            "accepted_at",
+            "closed_at",
+        ]
+        read_only_fields = fields
+
+    def get_acuity_label(self, case: Case) -> str:
+        return acuity_label(case.acuity)
+
+    def get_protocol_title(self, case: Case) -> str:
+        return case_protocol_title(case)
+
+    def get_reserved_by(self, case: Case) -> str | None:
+        return case.reserved_by.get_username() if case.reserved_by else None
+
+    def get_suggested_disposition_display(self, case: Case) -> str:
+        return disposition_display(case.suggested_disposition)
+
+    def get_disposition_display(self, case: Case) -> str:
+        return disposition_display(case.disposition)
+
+
+class CaseDetailSerializer(CaseSerializer):
+    """A case with the caller's answers, the timeline and the EHR write-back states.
+
+    Needs `context["timeline"]` (CaseEvents) and `context["writebacks"]` (WriteBacks).
+    """
+
+    callback_number = serializers.CharField(read_only=True, help_text="E.164")
+    answers = AnswerSerializer(many=True, read_only=True)
+    red_flags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    note = serializers.CharField(read_only=True)
+    timeline = serializers.SerializerMethodField()
+    writebacks = serializers.SerializerMethodField()
+
+    class Meta(CaseSerializer.Meta):
+        fields = [
+            *CaseSerializer.Meta.fields,
+            "callback_number",
+            "answers",
+            "red_flags",
+            "note",
+            "timeline",
+            "writebacks",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(CaseEventSerializer(many=True))
+    def get_timeline(self, case: Case) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = CaseEventSerializer(self.context["timeline"], many=True).data
+        return data
+
+    @extend_schema_field(WriteBackSerializer(many=True))
+    def get_writebacks(self, case: Case) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = WriteBackSerializer(self.context["writebacks"], many=True).data
+        return data
+
+
+class DispositionInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """The nurse-confirmed disposition (a ladder code) and a free-text note."""
+
+    disposition = serializers.ChoiceField(choices=[d.code for d in DISPOSITIONS])
+    note = serializers.CharField(allow_blank=True, required=False, default="", max_length=10000)
+
+
+class DispositionSerializer(serializers.Serializer[Any]):
+    """One rung of the disposition ladder and the CTAS acuity it implies."""
+
+    code = serializers.CharField()
+    display = serializers.CharField()
+    display_es = serializers.CharField()
+    acuity = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """An error reply: `detail` says what went wrong."""
+
+    detail = serializers.CharField()

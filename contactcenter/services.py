@@ -1,0 +1,119 @@
+"""Nurse work at the console: take the next case, accept it, hand it back, record the disposition.
+
+Each function resolves the caller's clinic from their staff membership (`clinics.selectors.staff_for_user`)
+and calls the triage services with it, so a nurse can only ever act on her own clinic's cases. Errors are
+the domain's: `clinics.selectors.NotStaff`, `triage.models.Case.DoesNotExist` (unknown id or another
+clinic's case), `triage.exceptions.NotYourCase`, `InvalidTransition`, `UnknownDisposition`. The edges
+(`contactcenter.views`, `contactcenter.api`) map them to HTTP replies, each in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+
+from clinics.selectors import staff_for_user
+from clinics.services import audit_record
+from ehr import services as ehr_services
+from ehr.types import Answer, Outcome
+from triage import services as triage_services
+from triage.dispositions import get_disposition
+from triage.models import Case
+from triage.protocols import BY_CODE as PROTOCOLS_BY_CODE
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def claim_next(*, user: User) -> Case | None:
+    """Reserve the head of the user's clinic queue for the user (DESIGN §5); None when the queue is empty.
+
+    A nurse who already holds a reserved or in-progress case gets that case back. Raises NotStaff.
+    """
+    staff = staff_for_user(user)
+    return triage_services.case_claim_next(clinic=staff.clinic, nurse=user)
+
+
+def accept(*, user: User, case_id: int) -> Case:
+    """Accept the user's reservation of `case_id` (`reserved -> in_progress`).
+
+    Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition.
+    """
+    staff = staff_for_user(user)
+    return triage_services.case_accept(case_id=case_id, clinic=staff.clinic, nurse=user)
+
+
+def release(*, user: User, case_id: int) -> Case:
+    """Hand a reserved case back to the queue; the caller keeps their place (original arrival time).
+
+    Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition.
+    """
+    staff = staff_for_user(user)
+    return triage_services.case_release(case_id=case_id, clinic=staff.clinic, nurse=user)
+
+
+def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
+    """The EHR's view of a closed `case` (`ehr.types.Outcome`), documented by `nurse`.
+
+    `started_at` is when the case entered the queue (`arrived_at`, else `created_at`); `ended_at` is
+    `closed_at`. Protocol title in English ("" for an unknown or absent protocol).
+    """
+    disposition = get_disposition(case.disposition)
+    protocol = PROTOCOLS_BY_CODE.get(case.protocol_code)
+    full_name = nurse.get_full_name()
+    username = nurse.get_username()
+    assert case.closed_at is not None, "outcome_for_case needs a closed case"
+    return Outcome(
+        case_uuid=str(case.uuid),
+        case_id=case.pk,
+        clinic_slug=case.clinic.slug,
+        clinic_name=case.clinic.name,
+        patient_fhir_id=case.patient_fhir_id,
+        patient_display=case.patient_display,
+        started_at=case.arrived_at or case.created_at,
+        ended_at=case.closed_at,
+        acuity=case.acuity,
+        disposition_code=disposition.code,
+        disposition_display=disposition.display,
+        note=case.note,
+        nurse_username=username,
+        nurse_display=full_name or username,
+        protocol_code=case.protocol_code,
+        protocol_title=protocol.title("en") if protocol else "",
+        protocol_version=case.protocol_version,
+        answers=tuple(
+            Answer(question_id=str(a.get("question", "")), text=str(a.get("text", "")), answer=bool(a.get("answer")))
+            for a in case.answers
+        ),
+        channel=case.channel,
+    )
+
+
+@transaction.atomic
+def disposition_record(
+    *, user: User, case_id: int, disposition_code: str, note: str = "", source_ip: str | None = None
+) -> Case:
+    """Record the nurse-confirmed disposition and note, close the case and queue the EHR write-back.
+
+    One transaction (DESIGN §6.3): the case is closed (`triage.services.case_complete`), an audit row
+    `case.disposition` is appended, and the write-back outbox rows are written
+    (`ehr.services.writeback_enqueue`); either all of it is stored or none. Sending happens after commit.
+    `disposition_code` is a code of `triage.dispositions.DISPOSITIONS`; `note` free text (may be "").
+    Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, UnknownDisposition.
+    """
+    staff = staff_for_user(user)
+    case = triage_services.case_complete(
+        case_id=case_id, clinic=staff.clinic, nurse=user, disposition_code=disposition_code, note=note
+    )
+    audit_record(
+        clinic=staff.clinic,
+        actor=user,
+        action="case.disposition",
+        object_type="case",
+        object_id=case.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=source_ip,
+    )
+    ehr_services.writeback_enqueue(clinic=staff.clinic, outcome=outcome_for_case(case=case, nurse=user))
+    return case

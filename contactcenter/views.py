@@ -1,0 +1,210 @@
+"""Nurse console pages (server-rendered; htmx swaps the queue partial; DESIGN §8).
+
+Views are thin: parse -> authorize -> call a service or selector -> render. Domain errors become HTTP
+replies in one place, `_domain_errors`: another clinic's or an unknown case -> 404 (existence never
+leaks), not staff -> 403, a case held by someone else or in the wrong state -> back to the case page with
+a message (409 for htmx requests); an unknown disposition likewise (nothing is changed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import TYPE_CHECKING, Any, cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from clinics.selectors import NotStaff, staff_for_user
+from contactcenter import selectors, services
+from ehr.types import EhrError
+from triage.dispositions import DISPOSITIONS
+from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
+from triage.models import Case, CaseState
+from triage.selectors import queue_list
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., HttpResponse]
+
+
+class _Conflict(Exception):
+    """Carries a user-facing message for a case that cannot take the action now."""
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """Map domain errors to HTTP: the one place for the console's error replies."""
+    try:
+        yield
+    except NotStaff as exc:
+        raise PermissionDenied("Not a member of any clinic.") from exc
+    except Case.DoesNotExist as exc:
+        raise Http404("No such case.") from exc
+    except NotYourCase as exc:
+        raise _Conflict("This case is held by another nurse.") from exc
+    except InvalidTransition as exc:
+        raise _Conflict("This case cannot take that action in its current state.") from exc
+    except UnknownDisposition as exc:
+        raise _Conflict("Choose a disposition from the list.") from exc
+
+
+def staff_view(view: View) -> View:
+    """Login required, staff membership required (403 otherwise), domain errors mapped once."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with _domain_errors():
+            staff = staff_for_user(request.user)
+        request.staff = staff  # type: ignore[attr-defined]
+        try:
+            with _domain_errors():
+                return view(request, *args, **kwargs)
+        except _Conflict as exc:
+            case_id = kwargs.get("case_id")
+            if request.htmx:  # type: ignore[attr-defined]
+                return HttpResponse(str(exc), status=409)
+            messages.error(request, str(exc))
+            return redirect("console:case", case_id=case_id) if case_id else redirect("console:queue")
+
+    return wrapped
+
+
+def _nurse(request: HttpRequest) -> User:
+    """The signed-in staff member (`staff_view` has checked login and membership)."""
+    return cast("User", request.user)
+
+
+def _source_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _queue_rows(request: HttpRequest) -> list[dict[str, Any]]:
+    now = timezone.now()
+    clinic = request.staff.clinic  # type: ignore[attr-defined]
+    rows = []
+    for case in queue_list(clinic=clinic):
+        waited = int((now - case.arrived_at).total_seconds()) if case.arrived_at else 0
+        rows.append(
+            {
+                "case": case,
+                "acuity_label": selectors.acuity_label(case.acuity),
+                "wait_minutes": max(waited // 60, 0),
+                "over_target": bool(case.arrived_at) and waited > clinic.target_seconds(case.acuity),
+                "protocol_title": selectors.case_protocol_title(case),
+                "mine": case.reserved_by_id == request.user.pk,
+            }
+        )
+    return rows
+
+
+@require_GET
+@staff_view
+def queue(request: HttpRequest) -> HttpResponse:
+    """The queue board: open cases, most urgent and longest waiting first; "Next case" (key N)."""
+    return render(request, "console/queue.html", {"rows": _queue_rows(request), "staff": request.staff})  # type: ignore[attr-defined]
+
+
+@require_GET
+@staff_view
+def queue_partial(request: HttpRequest) -> HttpResponse:
+    """The queue table alone; the page re-fetches it on every console event and on every (re)connect."""
+    return render(request, "console/_queue_table.html", {"rows": _queue_rows(request), "oob": True})
+
+
+@require_POST
+@staff_view
+def next_case(request: HttpRequest) -> HttpResponse:
+    """Reserve the head of the queue for the nurse and open it; back to the queue when it is empty."""
+    case = services.claim_next(user=_nurse(request))
+    if case is None:
+        messages.info(request, "The queue is empty.")
+        return redirect("console:queue")
+    return redirect("console:case", case_id=case.pk)
+
+
+@require_GET
+@staff_view
+def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The case page: caller's answers, chart, timeline, write-back state, disposition form."""
+    summary = selectors.case_summary(user=_nurse(request), case_id=case_id)
+    case = summary.case
+    chart = None
+    chart_error = ""
+    try:
+        chart = selectors.access_patient_chart(user=_nurse(request), case=case, source_ip=_source_ip(request))
+    except EhrError:
+        # No PHI in logs: the case id is enough to find the event.
+        logger.warning("chart unavailable for case %s", case.pk, exc_info=True)
+        chart_error = "Chart unavailable: the EHR did not answer. Triage from the caller's answers."
+    mine = case.reserved_by_id == request.user.pk
+    return render(
+        request,
+        "console/case.html",
+        {
+            "summary": summary,
+            "case": case,
+            "chart": chart,
+            "chart_error": chart_error,
+            "mine": mine,
+            "can_accept": mine and case.state == CaseState.RESERVED,
+            "can_release": mine and case.state == CaseState.RESERVED,
+            "can_disposition": mine and case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS, CaseState.WRAP_UP),
+            "dispositions": DISPOSITIONS,
+            "default_disposition": case.suggested_disposition,
+            "writebacks": selectors.writebacks_for_case(case=case),
+        },
+    )
+
+
+@require_GET
+@staff_view
+def case_status_partial(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The case's state and write-back state alone, re-fetched when a console event names this case."""
+    summary = selectors.case_summary(user=_nurse(request), case_id=case_id)
+    return render(
+        request,
+        "console/_case_status.html",
+        {"case": summary.case, "writebacks": selectors.writebacks_for_case(case=summary.case)},
+    )
+
+
+@require_POST
+@staff_view
+def case_accept(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Accept the nurse's reservation (key A): the case is now in progress with her."""
+    services.accept(user=_nurse(request), case_id=case_id)
+    return redirect("console:case", case_id=case_id)
+
+
+@require_POST
+@staff_view
+def case_release(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Hand a reserved case back to the queue (the caller keeps their place)."""
+    services.release(user=_nurse(request), case_id=case_id)
+    messages.info(request, "Case returned to the queue.")
+    return redirect("console:queue")
+
+
+@require_POST
+@staff_view
+def case_disposition(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Record the disposition and note; closes the case, queues the EHR write-back, back to the queue."""
+    code = request.POST.get("disposition", "")
+    note = request.POST.get("note", "")
+    case = services.disposition_record(
+        user=_nurse(request), case_id=case_id, disposition_code=code, note=note, source_ip=_source_ip(request)
+    )
+    messages.success(request, f"Case {case.pk} closed: {selectors.disposition_display(case.disposition)}.")
+    return redirect("console:queue")

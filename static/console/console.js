@@ -1,0 +1,104 @@
+// CareLine nurse console: the live feed (WebSocket) and keyboard shortcuts. Plain ES module, no build step
+// (DESIGN §8).
+//
+// The feed only says *that* something changed. On every event, and on every (re)connect, the page asks the
+// server again for what it shows (htmx re-fetches the partials listening for `careline:*` events on
+// <body>): it resynchronises from the server, never from its own memory, so a missed message costs
+// freshness for at most one reconnect.
+
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+
+const statusEl = document.getElementById("ws-status");
+
+function setStatus(state, text) {
+  if (!statusEl) return;
+  statusEl.dataset.state = state;
+  statusEl.textContent = text;
+}
+
+function signal(name, detail = {}) {
+  document.body.dispatchEvent(new CustomEvent(name, { detail }));
+}
+
+/**
+ * Keep one WebSocket open to `path`, reconnecting with capped exponential backoff and jitter.
+ * `onOpen()` runs on every (re)connect; `onEvent({event, payload})` on every console event.
+ */
+export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
+  let attempt = 0;
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${window.location.host}${path}`;
+
+  function open() {
+    setStatus("connecting", attempt === 0 ? "Connecting…" : "Reconnecting…");
+    const socket = new WebSocket(url);
+    socket.addEventListener("open", () => {
+      attempt = 0;
+      setStatus("live", "Live");
+      onOpen?.();
+    });
+    socket.addEventListener("message", (message) => {
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (data && typeof data.event === "string" && data.event !== "pong") onEvent?.(data);
+    });
+    socket.addEventListener("close", () => {
+      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+      attempt += 1;
+      setStatus("offline", `Offline — retrying in ${Math.ceil(delay / 1000)} s`);
+      window.setTimeout(open, delay);
+    });
+  }
+
+  open();
+}
+
+// Single-key shortcuts (N next case, A accept, D disposition): an element with data-shortcut="<key>" is
+// clicked (buttons) or focused (fields). Ignored while typing in a field or with a modifier held.
+function onKeydown(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  const target = event.target;
+  if (target instanceof Element && target.closest("input, textarea, select, [contenteditable]")) return;
+  const element = document.querySelector(`[data-shortcut="${CSS.escape(event.key.toLowerCase())}"]`);
+  if (!element) return;
+  event.preventDefault();
+  if (element instanceof HTMLButtonElement) element.click();
+  else element.focus();
+}
+
+// Ctrl/Cmd+Enter in the note completes the case without reaching for the mouse.
+function onNoteKeydown(event) {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    document.getElementById("complete-case")?.click();
+  }
+}
+
+function init() {
+  document.addEventListener("keydown", onKeydown);
+  document.getElementById("disposition-note")?.addEventListener("keydown", onNoteKeydown);
+
+  const main = document.getElementById("main");
+  const page = main?.dataset.consolePage;
+  if (page === "queue") {
+    connectFeed({
+      onOpen: () => signal("careline:resync"),
+      onEvent: (message) => signal("careline:resync", message),
+    });
+  } else if (page === "case") {
+    const caseId = Number(main.dataset.caseId);
+    connectFeed({
+      onOpen: () => signal("careline:case-changed"),
+      onEvent: (message) => {
+        if (Number(message.payload?.case_id) === caseId) signal("careline:case-changed", message);
+      },
+    });
+  }
+}
+
+init();

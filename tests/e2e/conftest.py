@@ -1,0 +1,86 @@
+"""A live daphne serving `careline.asgi` on the test database, and a headless Chromium (TESTING.md).
+
+The server runs in a forked process (`daphne.testing.DaphneProcess`, as `ChannelsLiveServerTestCase` does),
+so it inherits this process's settings as they are at fork time: the test database, the per-run Redis
+channel-layer prefix (so events published here reach its consumers), CELERY_TASK_ALWAYS_EAGER, and the
+FHIR server URL set by the `fhir` fixture. Static files are served from the finders
+(`ASGIStaticFilesHandler`), no collectstatic needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def _server_child_setup() -> None:
+    """Runs in the forked server process before it serves: drop state whose threads did not survive the fork.
+
+    asgiref's process-wide single-thread executor (used by `database_sync_to_async` outside a request
+    context, e.g. in consumers and the session middleware) keeps a dead worker thread if this process used
+    it before forking (the async consumer tests do): every DB call of the WebSocket handshake would then
+    wait forever. Channel layers are rebuilt for the child's own event loop.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+    from channels.layers import channel_layers
+    from channels.testing.live import set_database_connection
+
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    channel_layers.backends = {}
+    set_database_connection()
+
+
+@pytest.fixture
+def live_server_url(transactional_db: None, fhir: Any) -> Iterator[str]:
+    """Base URL (http://127.0.0.1:PORT) of a daphne process serving the app on the test database."""
+    from channels.testing.live import make_application
+    from daphne.testing import DaphneProcess
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    process = DaphneProcess(
+        "127.0.0.1",
+        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+        setup=_server_child_setup,
+    )
+    process.start()
+    if not process.ready.wait(timeout=30):
+        process.terminate()
+        raise RuntimeError("daphne did not start within 30 s")
+    try:
+        yield f"http://127.0.0.1:{process.port.value}"
+    finally:
+        process.terminate()
+        process.join(timeout=10)
+
+
+@pytest.fixture
+def browser_page(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Playwright page in headless Chromium. Started after the server fork, so the flag below stays here."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_server_url)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
