@@ -108,6 +108,7 @@ def case_record_transfer(
     patient_fhir_id: str = "",
     patient_display: str = "",
     patient_birth_date: date | None = None,
+    ehr_context_pending: bool = False,
     transferred_to: str,
 ) -> Case:
     """Record a red-flag call: acuity 1, warm transfer to `transferred_to` (E.164), never queued.
@@ -132,6 +133,7 @@ def case_record_transfer(
         patient_birth_date=patient_birth_date,
         transferred_at=now,
         escalated=True,
+        ehr_context_pending=ehr_context_pending,
     )
     case_add_event(
         case=case,

@@ -1,0 +1,336 @@
+"""The IVR call flow: one handler per `<Gather>` step, each returning the next TwiML (`VoiceResponse`).
+
+Order (DESIGN §6.1): emergency disclaimer -> language (1 English / 2 Español) -> identify the caller
+(caller ID in the EHR, then the birth date on the keypad, MMDDYYYY, before anything about a patient is
+said) -> protocol menu (`triage.protocols.PROTOCOLS`, digits 1..6) -> questions (1 yes / 2 no) ->
+`triage.protocols.evaluate`: a red flag (acuity 1) gets emergency advice and a warm transfer `<Dial>` to the
+clinic's on-call number, never the queue; otherwise the case is queued and the caller chooses 1 to hold
+(`<Enqueue>`) or 2 for a callback (`<Hangup>`), keeping their place either way.
+
+Rules kept everywhere: "0" reaches a nurse from any menu; no input or invalid input re-prompts at most
+`MAX_REPROMPTS` times, then the call is routed to a nurse (queued at `NURSE_ASSESSMENT_ACUITY` with what is
+known). Handlers mutate the `CallLeg` they are given (the caller, `ivr.services.calls`, holds its row lock
+and saves it) and call `ivr.services.cases` for every change to a case. Every `<Gather>` posts to
+`/ivr/voice/step/<step>/?seq=<n>` with `actionOnEmptyResult`, so no input arrives as empty `Digits`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from django.urls import reverse
+from django.utils import timezone
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr import prompts
+from ivr.models import CallLeg, EhrStatus, Step
+from ivr.services import cases
+from ivr.services.patients import PhoneLookup
+from triage.models import Case, CaseState
+from triage.protocols import Protocol, TriageResult, evaluate, get_protocol
+from triage.selectors import queue_position
+
+MAX_REPROMPTS = 2
+MAX_DOB_ATTEMPTS = 2
+NURSE_DIGIT = "0"
+LANGUAGE_DIGITS = {"1": "en", "2": "es"}
+GATHER_TIMEOUT_SECONDS = 8
+DIAL_TIMEOUT_SECONDS = 30
+# Twilio's public hold-music bucket (used in Twilio's own `<Enqueue>` examples).
+HOLD_MUSIC_URL = "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
+
+
+def step_url(step: str, seq: int) -> str:
+    """The `<Gather>` action URL of `step`, carrying the leg's sequence number (path + query)."""
+    return f"{reverse('ivr:step', kwargs={'step': step})}?seq={seq}"
+
+
+def wait_url(case: Case) -> str:
+    """The `<Enqueue waitUrl>` of a case: announces the caller's position while they hold."""
+    return reverse("ivr:wait", kwargs={"case_uuid": case.uuid})
+
+
+def _say(response: Any, sentence: str, language: str) -> None:
+    """Append `<Say language=..>` to a `VoiceResponse` or a `<Gather>`."""
+    response.say(sentence, language=prompts.SAY_LANGUAGE.get(language, "en-US"))
+
+
+def parse_birth_date(digits: str, *, today: date | None = None) -> date | None:
+    """Eight keypad digits MMDDYYYY as a date, or None when they are not a real, past date after 1900."""
+    if len(digits) != 8 or not digits.isdigit():
+        return None
+    try:
+        value = date(int(digits[4:]), int(digits[:2]), int(digits[2:4]))
+    except ValueError:
+        return None
+    today = today or timezone.localdate()
+    return value if date(1900, 1, 1) <= value <= today else None
+
+
+# --- Prompts: every step's <Gather> --------------------------------------------------------------------------
+
+
+def _sentences(leg: CallLeg, step: str) -> list[str]:
+    if step == Step.DOB:
+        return [prompts.text("dob", leg.language)]
+    if step == Step.PROTOCOL:
+        return prompts.protocol_menu(leg.language)
+    if step == Step.QUESTION:
+        protocol = get_protocol(leg.collected["protocol"])
+        return [prompts.question_prompt(protocol.questions[len(leg.answers)], leg.language)]
+    if step == Step.CONTACT:
+        return [prompts.text("contact_menu", leg.language)]
+    raise ValueError(f"no prompt for step {step!r}")
+
+
+def _prompt(leg: CallLeg, step: str, *, preface: tuple[str, ...] = ()) -> VoiceResponse:
+    """Say `preface`, then `<Gather>` the answer to `step`; the leg now waits for `step`."""
+    leg.step = step
+    response = VoiceResponse()
+    for sentence in preface:
+        _say(response, sentence, leg.language)
+    gather = response.gather(
+        input="dtmf",
+        action=step_url(step, leg.seq),
+        method="POST",
+        num_digits=8 if step == Step.DOB else 1,
+        timeout=GATHER_TIMEOUT_SECONDS,
+        action_on_empty_result=True,
+    )
+    for sentence in _sentences(leg, step):
+        _say(gather, sentence, leg.language)
+    return response
+
+
+def _language_menu(leg: CallLeg, *, preface: tuple[tuple[str, str], ...] = ()) -> VoiceResponse:
+    """The bilingual language menu; `preface` holds (sentence, language) pairs said first."""
+    leg.step = Step.LANGUAGE
+    response = VoiceResponse()
+    for sentence, language in preface:
+        _say(response, sentence, language)
+    gather = response.gather(
+        input="dtmf",
+        action=step_url(Step.LANGUAGE, leg.seq),
+        method="POST",
+        num_digits=1,
+        timeout=GATHER_TIMEOUT_SECONDS,
+        action_on_empty_result=True,
+    )
+    _say(gather, prompts.text("language_menu", "en"), "en")
+    _say(gather, prompts.text("language_menu", "es"), "es")
+    return response
+
+
+def _new_step(leg: CallLeg) -> None:
+    leg.retries = 0
+
+
+def _reprompt(leg: CallLeg, step: str) -> VoiceResponse:
+    """No input or invalid input at `step`: say so and ask again, or route to a nurse after MAX_REPROMPTS."""
+    leg.retries += 1
+    if leg.retries > MAX_REPROMPTS:
+        if step == Step.CONTACT:  # the case exists; a caller who cannot choose stays on the line
+            return _hold(leg)
+        return _to_nurse(leg, reason=f"no valid input at the {Step(step).label.lower()} step")
+    invalid = prompts.text("invalid", leg.language)
+    if step == Step.LANGUAGE:
+        return _language_menu(leg, preface=((invalid, "en"), (prompts.text("invalid", "es"), "es")))
+    return _prompt(leg, step, preface=(invalid,))
+
+
+# --- Outcomes ------------------------------------------------------------------------------------------------
+
+
+def _current_protocol(leg: CallLeg) -> Protocol | None:
+    code = leg.collected.get("protocol")
+    return get_protocol(code) if code else None
+
+
+def _to_nurse(leg: CallLeg, *, reason: str) -> VoiceResponse:
+    """Route to a nurse: queue at NURSE_ASSESSMENT_ACUITY with what is known ("needs nurse assessment"),
+    then hold. A leg that already has a case just holds."""
+    if leg.case is None:
+        cases.case_enqueue_from_leg(
+            leg=leg,
+            acuity=cases.NURSE_ASSESSMENT_ACUITY,
+            suggested_disposition="",
+            protocol=_current_protocol(leg),
+            reason=f"needs nurse assessment: {reason}",
+        )
+        return _hold(leg, preface=(prompts.text("to_nurse", leg.language),))
+    return _hold(leg)
+
+
+def _hold(leg: CallLeg, *, preface: tuple[str, ...] = ()) -> VoiceResponse:
+    """`<Enqueue>` the caller in the case's own queue; the wait URL announces the position."""
+    assert leg.case is not None
+    cases.case_choose_hold(case=leg.case)
+    leg.step = Step.HOLD
+    response = VoiceResponse()
+    for sentence in (*preface, prompts.text("hold", leg.language)):
+        _say(response, sentence, leg.language)
+    response.enqueue(cases.queue_name(leg.case), wait_url=wait_url(leg.case), wait_url_method="POST")
+    return response
+
+
+def _callback(leg: CallLeg) -> VoiceResponse:
+    assert leg.case is not None
+    cases.case_choose_callback(case=leg.case)
+    leg.step = Step.DONE
+    response = VoiceResponse()
+    _say(response, prompts.text("callback", leg.language), leg.language)
+    response.hangup()
+    return response
+
+
+def _transfer(leg: CallLeg, protocol: Protocol, result: TriageResult) -> VoiceResponse:
+    """Red flag: emergency advice and a warm transfer `<Dial>` to the on-call number; never queued."""
+    cases.case_transfer_from_leg(leg=leg, protocol=protocol, result=result)
+    leg.step = Step.TRANSFERRED
+    response = VoiceResponse()
+    _say(response, prompts.text("red_flag", leg.language), leg.language)
+    dial = response.dial(caller_id=leg.clinic.twilio_number, timeout=DIAL_TIMEOUT_SECONDS)
+    dial.number(leg.clinic.on_call_number)
+    # Reached only after the transfer ends or fails.
+    _say(response, prompts.text("transfer_ended", leg.language), leg.language)
+    response.hangup()
+    return response
+
+
+# --- Step handlers ---------------------------------------------------------------------------------------------
+
+
+def answer(leg: CallLeg) -> VoiceResponse:
+    """First webhook: the emergency disclaimer (English, then Spanish), then the language menu."""
+    leg.seq += 1
+    return _language_menu(
+        leg,
+        preface=(
+            (prompts.text("disclaimer", "en", clinic=leg.clinic.name), "en"),
+            (prompts.text("disclaimer", "es"), "es"),
+        ),
+    )
+
+
+def _on_language(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    if digits not in LANGUAGE_DIGITS:
+        return _reprompt(leg, Step.LANGUAGE)
+    leg.language = LANGUAGE_DIGITS[digits]
+    _new_step(leg)
+    if lookup is not None:
+        leg.ehr_status = lookup.status
+        leg.candidate_patients = lookup.candidates
+    if leg.ehr_status == EhrStatus.NONE:  # nobody on this number: continue unidentified, callback = From
+        leg.collected["identity"] = "unidentified"
+        return _prompt(leg, Step.PROTOCOL)
+    return _prompt(leg, Step.DOB)
+
+
+def _on_dob(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    birth_date = parse_birth_date(digits)
+    if birth_date is None:
+        return _reprompt(leg, Step.DOB)
+    leg.collected["dob"] = birth_date.isoformat()
+    if leg.ehr_status == EhrStatus.UNAVAILABLE:  # cannot check now: keep it for ivr.tasks.resolve_pending_patients
+        leg.collected["identity"] = "pending"
+        _new_step(leg)
+        return _prompt(leg, Step.PROTOCOL, preface=(prompts.text("dob_noted", leg.language),))
+    same = [c for c in leg.candidate_patients if c.get("birth_date") == birth_date.isoformat()]
+    if len(same) == 1:
+        leg.collected["identity"] = "identified"
+        leg.collected["patient"] = same[0]
+        _new_step(leg)
+        return _prompt(leg, Step.PROTOCOL, preface=(prompts.text("identified", leg.language),))
+    if len(same) > 1:  # e.g. twins on one phone: the keypad cannot tell them apart; a nurse will
+        leg.collected["identity"] = "unidentified"
+        _new_step(leg)
+        return _prompt(leg, Step.PROTOCOL, preface=(prompts.text("dob_not_confirmed", leg.language),))
+    attempts = int(leg.collected.get("dob_attempts", 0)) + 1
+    leg.collected["dob_attempts"] = attempts
+    if attempts < MAX_DOB_ATTEMPTS:
+        return _prompt(leg, Step.DOB, preface=(prompts.text("dob_mismatch", leg.language),))
+    leg.collected["identity"] = "unidentified"
+    _new_step(leg)
+    return _prompt(leg, Step.PROTOCOL, preface=(prompts.text("dob_not_confirmed", leg.language),))
+
+
+def _on_protocol(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    protocol = prompts.protocol_by_digit(digits)
+    if protocol is None:
+        return _reprompt(leg, Step.PROTOCOL)
+    leg.collected["protocol"] = protocol.code
+    leg.answers = []
+    _new_step(leg)
+    return _prompt(leg, Step.QUESTION)
+
+
+def _on_question(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    if digits not in ("1", "2"):
+        return _reprompt(leg, Step.QUESTION)
+    protocol = get_protocol(leg.collected["protocol"])
+    question = protocol.questions[len(leg.answers)]
+    leg.answers = [
+        *leg.answers,
+        {"question": question.id, "text": question.text(leg.language), "answer": digits == "1"},
+    ]
+    _new_step(leg)
+    result = evaluate(protocol, {a["question"]: a["answer"] for a in leg.answers})
+    if result is None:
+        return _prompt(leg, Step.QUESTION)
+    if result.red_flag:
+        return _transfer(leg, protocol, result)
+    cases.case_enqueue_from_leg(
+        leg=leg, acuity=result.acuity, suggested_disposition=result.disposition, protocol=protocol
+    )
+    return _prompt(leg, Step.CONTACT, preface=(prompts.text("enqueued", leg.language),))
+
+
+def _on_contact(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    if digits in ("1", NURSE_DIGIT):
+        return _hold(leg)
+    if digits == "2":
+        return _callback(leg)
+    return _reprompt(leg, Step.CONTACT)
+
+
+_HANDLERS: dict[str, Callable[[CallLeg, str, PhoneLookup | None], VoiceResponse]] = {
+    Step.LANGUAGE: _on_language,
+    Step.DOB: _on_dob,
+    Step.PROTOCOL: _on_protocol,
+    Step.QUESTION: _on_question,
+    Step.CONTACT: _on_contact,
+}
+
+
+def handle(*, leg: CallLeg, step: str, digits: str, lookup: PhoneLookup | None = None) -> VoiceResponse:
+    """Answer the `<Gather>` of `step` with `digits` ("" for no input); returns the next TwiML.
+
+    `lookup` is the caller-ID search done (outside the transaction) for the language step. Raises KeyError
+    for a step that takes no input. "0" routes to a nurse from every menu except the hold/callback choice,
+    where it means "hold for a nurse".
+    """
+    leg.seq += 1
+    if digits == NURSE_DIGIT and step != Step.CONTACT:
+        return _to_nurse(leg, reason=f"caller pressed 0 at the {Step(step).label.lower()} step")
+    return _HANDLERS[step](leg, digits, lookup)
+
+
+def wait(case: Case) -> VoiceResponse:
+    """The `<Enqueue>` wait document: the caller's position within their acuity band
+    (`triage.selectors.queue_position`), hold music, then `<Redirect>` to itself (a loop)."""
+    response = VoiceResponse()
+    language = case.language
+    if case.state == CaseState.QUEUED:
+        _say(response, prompts.text("position", language, position=queue_position(case=case)), language)
+        _say(response, prompts.text("wait_advice", language), language)
+    elif case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS):
+        _say(response, prompts.text("nurse_reviewing", language), language)
+    else:
+        _say(response, prompts.text("call_closed", language), language)
+        response.hangup()
+        return response
+    response.play(HOLD_MUSIC_URL)
+    response.redirect(wait_url(case), method="POST")
+    return response

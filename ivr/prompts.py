@@ -1,0 +1,134 @@
+"""What the IVR says, in English and Spanish (Mexico), and the SMS confirmation text.
+
+Wording is CareLine's own. Before the caller's birth date is confirmed nothing here names or describes a
+patient (no PHI is spoken to an unverified caller). `<Say language>` uses `SAY_LANGUAGE`.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from triage.protocols import PROTOCOLS, Protocol, Question
+
+LANGUAGES = ("en", "es")
+SAY_LANGUAGE = {"en": "en-US", "es": "es-MX"}
+
+_TEXT: dict[str, dict[str, str]] = {
+    "disclaimer": {
+        "en": "Thank you for calling the {clinic} after-hours nurse line. "
+        "If this is a life-threatening emergency, hang up and dial 911.",
+        "es": "Si es una emergencia que pone en peligro la vida, cuelgue y marque el 911.",
+    },
+    "language_menu": {"en": "For English, press 1.", "es": "Para español, oprima 2."},
+    "dob": {
+        "en": "To find your record, enter the patient's date of birth as eight digits: two for the month, "
+        "two for the day, and four for the year. For example, March fifth, 1980 is 0 3 0 5 1 9 8 0. "
+        "To speak with a nurse, press 0 and then the pound key.",
+        "es": "Para encontrar su expediente, marque la fecha de nacimiento del paciente con ocho dígitos: "
+        "dos para el mes, dos para el día y cuatro para el año. Por ejemplo, el 5 de marzo de 1980 es "
+        "0 3 0 5 1 9 8 0. Para hablar con una enfermera, oprima 0 y luego la tecla de número.",
+    },
+    "dob_mismatch": {
+        "en": "That date of birth does not match our records. Please try again.",
+        "es": "Esa fecha de nacimiento no coincide con nuestros registros. Por favor, inténtelo de nuevo.",
+    },
+    "dob_not_confirmed": {
+        "en": "We could not confirm the record. A nurse will review your call.",
+        "es": "No pudimos confirmar el expediente. Una enfermera revisará su llamada.",
+    },
+    "identified": {"en": "Thank you. We found the record.", "es": "Gracias. Encontramos el expediente."},
+    "dob_noted": {"en": "Thank you.", "es": "Gracias."},
+    "protocol_intro": {
+        "en": "Please choose what best describes the problem.",
+        "es": "Por favor, elija lo que mejor describe el problema.",
+    },
+    "protocol_option": {"en": "For {title}, press {digit}.", "es": "Para {title}, oprima {digit}."},
+    "nurse_option": {"en": "To speak with a nurse, press 0.", "es": "Para hablar con una enfermera, oprima 0."},
+    "yes_no": {"en": "Press 1 for yes, or 2 for no.", "es": "Oprima 1 para sí, o 2 para no."},
+    "invalid": {"en": "Sorry, I did not get that.", "es": "Lo siento, no le entendí."},
+    "red_flag": {
+        "en": "Your answers show this may be an emergency. If the person is in danger right now, hang up and "
+        "dial 911. We are connecting you to the on-call clinician now. Please stay on the line.",
+        "es": "Sus respuestas indican que puede ser una emergencia. Si la persona está en peligro ahora, "
+        "cuelgue y marque el 911. Le estamos comunicando con el médico de guardia. No cuelgue.",
+    },
+    "transfer_ended": {
+        "en": "If you still need help, hang up and dial 911. Goodbye.",
+        "es": "Si todavía necesita ayuda, cuelgue y marque el 911. Adiós.",
+    },
+    "enqueued": {
+        "en": "Thank you. Your call is now in line for a nurse.",
+        "es": "Gracias. Su llamada está en la fila para una enfermera.",
+    },
+    "to_nurse": {
+        "en": "A nurse will assess your call. Your call is now in line.",
+        "es": "Una enfermera evaluará su llamada. Su llamada está en la fila.",
+    },
+    "contact_menu": {
+        "en": "To hold for the next available nurse, press 1. To get a call back and keep your place in line, press 2.",
+        "es": "Para esperar en la línea a la próxima enfermera disponible, oprima 1. "
+        "Para recibir una llamada y conservar su lugar en la fila, oprima 2.",
+    },
+    "hold": {"en": "Please stay on the line.", "es": "Por favor, no cuelgue."},
+    "callback": {
+        "en": "A nurse will call you back at the number you are calling from, and you keep your place in line. "
+        "Please keep your phone nearby. If the condition gets worse, dial 911. Goodbye.",
+        "es": "Una enfermera le devolverá la llamada al número desde el que llama, y conserva su lugar en la "
+        "fila. Tenga su teléfono cerca. Si la condición empeora, marque el 911. Adiós.",
+    },
+    "position": {"en": "You are number {position} in line.", "es": "Usted es el número {position} en la fila."},
+    "wait_advice": {
+        "en": "A nurse will be with you as soon as possible. If the condition gets worse, hang up and dial 911.",
+        "es": "Una enfermera le atenderá lo antes posible. Si la condición empeora, cuelgue y marque el 911.",
+    },
+    "nurse_reviewing": {
+        "en": "A nurse is reviewing your call now. Please stay on the line.",
+        "es": "Una enfermera está revisando su llamada ahora. Por favor, no cuelgue.",
+    },
+    "call_closed": {
+        "en": "Your call has been completed by a nurse. Goodbye.",
+        "es": "Una enfermera completó su llamada. Adiós.",
+    },
+    "sms_confirmation": {
+        "en": "{clinic}: We received your call; a nurse will call you back at {number}. "
+        "If the condition gets worse, call 911.",
+        "es": "{clinic}: Recibimos su llamada; una enfermera le devolverá la llamada al {number}. "
+        "Si la condición empeora, llame al 911.",
+    },
+}
+
+
+def text(key: str, language: str, **values: object) -> str:
+    """The prompt `key` in `language` ("en" or "es"; anything else falls back to English), formatted."""
+    variants = _TEXT[key]
+    return variants.get(language, variants["en"]).format(**values)
+
+
+def protocol_menu(language: str) -> list[str]:
+    """The protocol menu as sentences: intro, one per protocol (digits 1..6 in `PROTOCOLS` order), nurse."""
+    options = [
+        text("protocol_option", language, title=protocol.title(language), digit=digit)
+        for digit, protocol in enumerate(PROTOCOLS, start=1)
+    ]
+    return [text("protocol_intro", language), *options, text("nurse_option", language)]
+
+
+def question_prompt(question: Question, language: str) -> str:
+    """A protocol question followed by the yes/no keys."""
+    return f"{question.text(language)} {text('yes_no', language)}"
+
+
+def protocol_by_digit(digits: str) -> Protocol | None:
+    """The protocol chosen with one keypad digit "1".."6", or None."""
+    if len(digits) == 1 and digits.isdigit() and 1 <= int(digits) <= len(PROTOCOLS):
+        return PROTOCOLS[int(digits) - 1]
+    return None
+
+
+def spoken_number(number: str) -> str:
+    """A callback number for an SMS in national format, e.g. "(555) 303-1209"; unparsable input as given."""
+    try:
+        parsed = phonenumbers.parse(number, "US")
+    except phonenumbers.NumberParseException:
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)

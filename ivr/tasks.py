@@ -1,0 +1,26 @@
+"""Celery tasks of the IVR (thin, idempotent: load by id, call a service; STYLE habit 4)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from ivr.services import messages, patients
+
+
+@shared_task
+def send_outbound_message(message_id: int) -> str | None:
+    """Send one outbox SMS (dispatched on commit); returns its state afterwards, None if it is gone/locked."""
+    message = messages.outbound_message_send(message_id=message_id)
+    return message.state if message is not None else None
+
+
+@shared_task
+def outbound_message_sweep() -> int:
+    """Beat: re-send SMS rows still `queued` after a minute; returns how many were tried."""
+    return messages.outbound_messages_sweep()
+
+
+@shared_task
+def resolve_pending_patients() -> dict[str, int]:
+    """Beat: retry the EHR lookup of cases whose call happened while the EHR was down."""
+    return patients.pending_patients_resolve()

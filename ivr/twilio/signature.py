@@ -1,0 +1,122 @@
+"""Verification of Twilio webhooks: `X-Twilio-Signature` over the public URL, then the call parameters.
+
+Source of the rules: Twilio, "Webhooks security" — the signature is HMAC-SHA1 (auth token) over the full
+URL Twilio requested (scheme, host, path and query) followed by the POST parameters sorted by name, base64.
+`twilio.request_validator.RequestValidator` implements it (and accepts the URL with or without the port).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden, QueryDict
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+REQUIRED_PARAMS = ("CallSid", "From", "To")
+_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+
+
+class MalformedTwilioRequest(ValueError):
+    """A signed request lacks a parameter every voice webhook carries (CallSid, From, To)."""
+
+
+@dataclass(frozen=True)
+class TwilioCall:
+    """The parameters of a voice webhook that the IVR uses.
+
+    `from_number` / `to_number` are as Twilio sent them (E.164, or e.g. "anonymous" for a withheld caller
+    ID); `digits` is what `<Gather>` collected ("" for no input); `call_duration` is in seconds (status
+    callbacks only); `params` holds every posted parameter.
+    """
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    digits: str
+    call_status: str
+    call_duration: int | None
+    params: dict[str, str]
+
+    @classmethod
+    def from_post(cls, post: QueryDict) -> TwilioCall:
+        """Parse a webhook's form parameters. Raises MalformedTwilioRequest when CallSid/From/To is missing."""
+        missing = [name for name in REQUIRED_PARAMS if not str(post.get(name, "")).strip()]
+        if missing:
+            raise MalformedTwilioRequest(f"missing {', '.join(missing)}")
+        value = {key: str(post.get(key, "")).strip() for key in post}
+        duration = value.get("CallDuration", "")
+        return cls(
+            call_sid=value["CallSid"],
+            from_number=value["From"],
+            to_number=value["To"],
+            digits=value.get("Digits", ""),
+            call_status=value.get("CallStatus", ""),
+            call_duration=int(duration) if duration.isdigit() else None,
+            params=value,
+        )
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL Twilio requested: `PUBLIC_BASE_URL` + path and query when set (behind a proxy), else the
+    URL as this server saw it (`request.build_absolute_uri()`)."""
+    if settings.PUBLIC_BASE_URL:
+        return str(settings.PUBLIC_BASE_URL).rstrip("/") + request.get_full_path()
+    return request.build_absolute_uri()
+
+
+def compute_signature(url: str, params: dict[str, str]) -> str:
+    """The `X-Twilio-Signature` Twilio would send for a POST of `params` to `url` (the simulator signs with it)."""
+    return str(RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, params))
+
+
+def signature_is_valid(request: HttpRequest) -> bool:
+    """True when the request carries a signature that matches its public URL and POST parameters."""
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not signature:
+        return False
+    return bool(RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(public_url(request), request.POST, signature))
+
+
+def _sid_for_log(request: HttpRequest) -> str:
+    """The CallSid if it has Twilio's shape (so a forged request cannot inject text into the log), else "-"."""
+    sid = request.POST.get("CallSid", "")
+    return sid if _CALL_SID.match(sid) else "-"
+
+
+def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Decorate a Twilio voice webhook view: POST only, CSRF-exempt, signature verified, parameters parsed.
+
+    The view is called as `view(request, call: TwilioCall, *args, **kwargs)`. A missing or wrong signature
+    answers 403, a signed request without CallSid/From/To answers 400; neither reaches the view, so nothing
+    is written. Log lines carry the path, the reason and the CallSid only (no caller number: PHI).
+    """
+
+    @csrf_exempt
+    @require_POST
+    @wraps(view)
+    def verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not signature_is_valid(request):
+            reason = "missing" if SIGNATURE_HEADER not in request.headers else "invalid"
+            logger.warning(
+                "twilio webhook %s refused: %s signature (CallSid %s)", request.path, reason, _sid_for_log(request)
+            )
+            return HttpResponseForbidden("invalid signature")
+        try:
+            call = TwilioCall.from_post(request.POST)
+        except MalformedTwilioRequest as exc:
+            logger.warning("twilio webhook %s refused: %s (CallSid %s)", request.path, exc, _sid_for_log(request))
+            return HttpResponseBadRequest("malformed webhook")
+        return view(request, call, *args, **kwargs)
+
+    return verified

@@ -1,0 +1,78 @@
+"""Twilio voice webhooks: verify (`ivr.twilio.signature.twilio_webhook`), find the clinic, call a service,
+answer TwiML. The number's "A call comes in" URL is `/ivr/voice/`; its status callback `/ivr/voice/status/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+
+from clinics.models import Clinic
+from clinics.selectors import clinic_for_number
+from ivr.services import calls
+from ivr.twilio.signature import TwilioCall, twilio_webhook
+
+logger = logging.getLogger(__name__)
+
+TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+def _twiml(document: str) -> HttpResponse:
+    return HttpResponse(document, content_type=TWIML_CONTENT_TYPE)
+
+
+def _clinic(request: HttpRequest, call: TwilioCall) -> Clinic | None:
+    clinic = clinic_for_number(call.to_number)
+    if clinic is None:
+        logger.warning(
+            "twilio webhook %s refused: 'To' is no clinic's number (CallSid %s)", request.path, call.call_sid
+        )
+    return clinic
+
+
+@twilio_webhook
+def voice(request: HttpRequest, call: TwilioCall) -> HttpResponse:
+    """A call comes in: emergency disclaimer and the language menu."""
+    clinic = _clinic(request, call)
+    if clinic is None:
+        return HttpResponseBadRequest("unknown number")
+    return _twiml(calls.call_answer(call_sid=call.call_sid, from_number=call.from_number, clinic=clinic))
+
+
+@twilio_webhook
+def step(request: HttpRequest, call: TwilioCall, step: str) -> HttpResponse:
+    """A `<Gather>` action: `Digits` for `step`; `?seq=` is the leg's sequence number the action was made for."""
+    clinic = _clinic(request, call)
+    if clinic is None:
+        return HttpResponseBadRequest("unknown number")
+    seq_param = request.GET.get("seq", "")
+    seq = int(seq_param) if seq_param.isdigit() else -1
+    try:
+        document = calls.call_step(
+            call_sid=call.call_sid, from_number=call.from_number, clinic=clinic, step=step, seq=seq, digits=call.digits
+        )
+    except KeyError:
+        return HttpResponseBadRequest("unknown step")
+    return _twiml(document)
+
+
+@twilio_webhook
+def wait(request: HttpRequest, call: TwilioCall, case_uuid: uuid.UUID) -> HttpResponse:
+    """The `<Enqueue>` waitUrl: position in line and hold music, looping."""
+    if _clinic(request, call) is None:
+        return HttpResponseBadRequest("unknown number")
+    document = calls.call_wait(call_sid=call.call_sid, case_uuid=case_uuid)
+    if document is None:
+        return HttpResponseBadRequest("no such call in this queue")
+    return _twiml(document)
+
+
+@twilio_webhook
+def status(request: HttpRequest, call: TwilioCall) -> HttpResponse:
+    """Status callback: the call ended (or changed status). Twilio ignores the body; answer 204."""
+    if _clinic(request, call) is None:
+        return HttpResponseBadRequest("unknown number")
+    calls.call_status(call_sid=call.call_sid, call_status=call.call_status, duration_seconds=call.call_duration)
+    return HttpResponse(status=204)
