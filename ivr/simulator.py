@@ -26,21 +26,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from clinics.models import Clinic
+from ehr.demo import demo_callers
 from ivr.twilio.signature import SIGNATURE_HEADER, compute_signature
 from ivr.twilio.twiml_reader import InvalidTwiml, twiml_to_actions
 
 logger = logging.getLogger(__name__)
 
-# A few of the shared synthetic patients' phones (../shared/data/fhir/patients/index.json), in E.164 as
-# Twilio sends caller ID. Birth dates are shown so a demo user can confirm identity on the keypad.
-DEMO_CALLERS: tuple[dict[str, str], ...] = (
-    {"number": "+15553031209", "label": "Wiegand household — Jerry 02021995, Celine 03112007"},
-    {"number": "+15556655974", "label": "Witting household — Dorotha 03091985, Fredericka 09011996"},
-    {"number": "+15553997740", "label": "Cecilia Porras (español) — 03301983"},
-    {"number": "+15554329626", "label": "Arnoldo Hane (child) — 09182020"},
-    {"number": "+15558144284", "label": "Julieta Stracke — 12171999"},
-    {"number": "+15550009999", "label": "Unknown caller (not in the EHR)"},
-)
+# A caller ID that no EHR holds, to try the unidentified path.
+UNKNOWN_CALLER = {"number": "+15550009999", "label": "Unknown caller (not in the EHR)"}
 
 DEMO_ACCOUNT_SID = "AC" + "0" * 32
 # Parameters the page may set on top of the call's own; everything else is fixed by the simulator.
@@ -153,7 +146,7 @@ def simulator_page(request: HttpRequest) -> HttpResponse:
         request,
         "ivr/simulator.html",
         {
-            "callers": DEMO_CALLERS,
+            "callers": (*demo_callers(), UNKNOWN_CALLER),
             "clinics": Clinic.objects.order_by("name").values("name", "twilio_number"),
             "endpoint": reverse("simulator:post"),
             "status_path": reverse("ivr:status"),

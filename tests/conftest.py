@@ -43,3 +43,19 @@ def personas(db: None) -> Personas:
     bob = staff_create(clinic=north, role="supervisor", username="bob", password=PASSWORD, first_name="Bob").user
     carol = staff_create(clinic=south, role="nurse", username="carol", password=PASSWORD, first_name="Carol").user
     return Personas(north=north, south=south, alice=alice, bob=bob, carol=carol, dave=dave)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_test_db_sessions(django_db_setup: None, django_db_blocker: Any) -> Any:
+    """At the end of the run, end sessions that forked servers or worker threads left on the test database,
+    so Django can drop it (otherwise: "database is being accessed by other users")."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

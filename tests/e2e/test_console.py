@@ -1,9 +1,10 @@
 """The nurse's whole loop in a real browser: sign in, see a call arrive live, take it, read the chart,
 document the disposition, and find the outcome filed in the EHR.
 
-Real peers: daphne (ASGI: pages, WebSocket), PostgreSQL, Redis (channel layer, cache), sekmet-fhir (chart
-and write-back), headless Chromium. The case is enqueued with `triage.services.case_enqueue` in a committed
-transaction (the lead will switch this to a simulated phone call).
+Real peers: daphne (ASGI: pages, WebSocket, Twilio webhooks), PostgreSQL, Redis (channel layer, cache),
+sekmet-fhir (caller identification, chart and write-back), headless Chromium. The case comes from a call
+placed in the phone simulator page, which signs each webhook exactly as Twilio would and posts it over
+HTTP to the same server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from playwright.sync_api import expect
 from ehr.models import WriteBack
 from tests.conftest import PASSWORD
 from triage.models import Case, CaseState
-from triage.services import case_enqueue
+from triage.protocols import get_protocol
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir, pytest.mark.django_db(transaction=True)]
 
@@ -56,23 +57,38 @@ def test_nurse_takes_a_live_call_reads_the_chart_and_documents_it(personas, fhir
     expect(page.locator("#queue-empty")).to_be_visible()
     expect(page.locator("#ws-status")).to_have_attribute("data-state", "live")
 
-    # A call is triaged and queued (committed): it appears without a reload. The queue polls only every
-    # 30 s, so showing up within 10 s proves the WebSocket event triggered the resync.
-    case = case_enqueue(
-        clinic=personas.north,
-        callback_number="+15555550123",
-        acuity=2,
-        protocol_code="chest-pain",
-        protocol_version="2026.11.0",
-        answers=[
-            {"question": "cp-collapse", "text": "Is the person unconscious?", "answer": False},
-            {"question": "cp-crushing", "text": "Is the pain crushing?", "answer": False},
-            {"question": "cp-ongoing", "text": "Has the pain lasted more than five minutes?", "answer": True},
-        ],
-        suggested_disposition="ed-now",
-        patient_fhir_id=patient["server_id"],
-        patient_display="Elodia Skiles",
-    )
+    # A patient calls from the simulator (second tab): English, birth date on the keypad, chest pain,
+    # "no, no, yes" -> acuity 2 (go to the ED now), then chooses a callback and hangs up.
+    sim = page.context.new_page()
+    sim.goto("/simulator/")
+    sim.locator("#sim-from").select_option("+15556437275")  # Elodia Skiles, 555-643-7275 in the EHR
+    sim.locator("#sim-to").select_option(personas.north.twilio_number)
+    sim.locator("#sim-call").click()
+    expect(sim.locator("#sim-log")).to_contain_text("911")
+    log = sim.locator("#sim-log")
+
+    def press(digits: str, then_hear: str) -> None:
+        for digit in digits:
+            sim.locator(f'.sim-key[data-digit="{digit}"]').click()
+        expect(log).to_contain_text(then_hear)
+
+    chest_pain = get_protocol("chest-pain")
+    press("1", "date of birth")
+    press("04082002", "chest pain")
+    press("1", chest_pain.questions[0].en)
+    press("2", chest_pain.questions[1].en)
+    press("2", chest_pain.questions[2].en)
+    sim.locator('.sim-key[data-digit="1"]').click()  # yes: pain for more than five minutes
+    expect(sim.locator("#sim-state")).to_have_attribute("data-state", "in-call")
+    wait_for(lambda: Case.objects.filter(clinic=personas.north, state=CaseState.QUEUED).exists())
+    sim.locator('.sim-key[data-digit="2"]').click()  # callback rather than hold
+    expect(sim.locator("#sim-state")).to_have_attribute("data-state", "ended")
+    case = Case.objects.get(clinic=personas.north)
+    assert case.patient_fhir_id == patient["server_id"]
+    assert case.acuity == 2 and case.suggested_disposition == "ed-now"
+    assert case.contact_preference == Case.ContactPreference.CALLBACK
+    page.bring_to_front()
+
     row = page.locator(f'#queue-table tr[data-case-id="{case.pk}"]')
     expect(row).to_be_visible(timeout=10_000)
     expect(row).to_contain_text("2 · Emergent")

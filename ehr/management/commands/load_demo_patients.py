@@ -17,7 +17,9 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "demo_data" / "patients"
+from ehr.demo import DEMO_PATIENTS_DIR
+
+DEFAULT_FOLDER = DEMO_PATIENTS_DIR
 FHIR_JSON = "application/fhir+json"
 
 
