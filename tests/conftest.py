@@ -37,8 +37,9 @@ def personas(db: None) -> Personas:
 
     north = clinic_create(slug="north", name="North Clinic", twilio_number=NORTH_NUMBER, on_call_number=NORTH_ON_CALL)
     south = clinic_create(slug="south", name="South Clinic", twilio_number=SOUTH_NUMBER, on_call_number="+15550200299")
-    alice = staff_create(clinic=north, role="nurse", username="alice", password=PASSWORD, first_name="Alice",
-                         last_name="Nurse").user
+    alice = staff_create(
+        clinic=north, role="nurse", username="alice", password=PASSWORD, first_name="Alice", last_name="Nurse"
+    ).user
     dave = staff_create(clinic=north, role="nurse", username="dave", password=PASSWORD, first_name="Dave").user
     bob = staff_create(clinic=north, role="supervisor", username="bob", password=PASSWORD, first_name="Bob").user
     carol = staff_create(clinic=south, role="nurse", username="carol", password=PASSWORD, first_name="Carol").user

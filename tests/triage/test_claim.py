@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from clinics.services import staff_create
+from triage.exceptions import NotYourCase
 from triage.models import Case, CaseState
 from triage.services import (
     case_accept,
@@ -19,7 +20,6 @@ from triage.services import (
     case_enqueue,
     case_expire_reservations,
 )
-from triage.exceptions import NotYourCase
 
 
 def _enqueue(clinic, acuity: int, waited_minutes: float) -> Case:
@@ -91,8 +91,9 @@ def test_accepted_case_does_not_expire_and_only_its_nurse_completes_it(personas)
     assert case_expire_reservations(now=timezone.now() + timedelta(hours=1)) == 0
     with pytest.raises(NotYourCase):
         case_complete(case_id=case.pk, clinic=personas.north, nurse=personas.dave, disposition_code="home-care")
-    closed = case_complete(case_id=case.pk, clinic=personas.north, nurse=personas.alice,
-                           disposition_code="home-care", note="Advice given")
+    closed = case_complete(
+        case_id=case.pk, clinic=personas.north, nurse=personas.alice, disposition_code="home-care", note="Advice given"
+    )
     assert closed.state == CaseState.CLOSED
     assert closed.wrap_up_at is not None and closed.closed_at is not None
     kinds = list(closed.events.values_list("kind", flat=True))
