@@ -12,6 +12,7 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 
@@ -110,6 +111,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _broker_dir = VAR_DIR / "celery"
+    for _folder in ("queue", "processed"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -197,7 +200,6 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 # Reservation: how long a nurse has to accept a claimed case before it goes back to the queue (seconds).
 TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)
 
-VAR_DIR.mkdir(exist_ok=True)
 STATIC_ROOT.mkdir(exist_ok=True)
 
 LOGGING = {
