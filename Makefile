@@ -18,7 +18,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
-	PORT=$(PORT) FHIR_PORT=$(FHIR_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
+	CARELINE_PORT=$(PORT) CARELINE_FHIR_PORT=$(FHIR_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
 		$(VENV)/bin/honcho --procfile Procfile start
 
 ## test: the whole suite against PostgreSQL and Redis on localhost (started if down), Chromium for e2e.
