@@ -71,6 +71,7 @@ def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
         clinic_name=case.clinic.name,
         patient_fhir_id=case.patient_fhir_id,
         patient_display=case.patient_display,
+        patient_pending=case.ehr_context_pending,
         started_at=case.arrived_at or case.created_at,
         ended_at=case.closed_at,
         acuity=case.acuity,

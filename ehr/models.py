@@ -14,7 +14,8 @@ class WriteBack(models.Model):
     `ehr.types.Outcome`. `idempotency_key` is stable per (case, target): the FHIR bundle uses conditional
     create on identifiers derived from it, HL7 uses it as MSH-10. State: `pending` (not yet tried),
     `retrying` (failed, `next_attempt_at` set), `sent` (acknowledged), `failed` (rejected; needs a person),
-    `skipped` (nothing to send, e.g. caller not identified).
+    `skipped` (nothing to send, e.g. caller not identified), `held` (the caller's EHR lookup is still pending
+    because the EHR was down during the call; released by `writeback_patient_resolved`).
     """
 
     class Target(models.TextChoices):
@@ -27,6 +28,7 @@ class WriteBack(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
+        HELD = "held", "Held (patient identity pending)"
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="writebacks")
     source_id = models.BigIntegerField(db_index=True, help_text="triage.Case id")

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 # A sender holds a row this long at most; a crashed worker's lease expires and the sweep takes the row.
 WRITEBACK_LEASE_SECONDS = 120
 NOT_IDENTIFIED = "caller not identified in the EHR: no Patient to file the outcome against"
+PATIENT_PENDING = "waiting for the caller's EHR lookup (the EHR was unavailable during the call)"
 
 
 def find_patients_by_phone(phone: str, *, timeout: float | None = None) -> list[PatientMatch]:
@@ -94,8 +95,9 @@ def _publish(row: WriteBack) -> None:
 def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
     """Write the outbox rows for `outcome` in the caller's transaction; dispatch sending on commit.
 
-    Rows: one `fhir` row (state `skipped`, `last_error` saying why, when `outcome.patient_fhir_id` is
-    empty: the caller was never identified), and one `hl7v2` row when `HL7_MLLP_HOST` is set (an HL7 v2
+    Rows: one `fhir` row (without `outcome.patient_fhir_id`: state `held` while `outcome.patient_pending`,
+    i.e. the caller's EHR lookup is still to be retried, else `skipped` with `last_error` saying why: the
+    caller was never identified), and one `hl7v2` row when `HL7_MLLP_HOST` is set (an HL7 v2
     feed can still file an unidentified call by its case number). `idempotency_key` is
     `"<case_uuid>:<target>"`; enqueuing the same outcome twice returns the existing rows unchanged.
     `payload` is `ehr.serialization.outcome_to_dict(outcome)`. Returns the rows, fhir first.
@@ -107,7 +109,13 @@ def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
     rows = []
     with transaction.atomic():
         for target in targets:
-            skip = target == WriteBack.Target.FHIR and not outcome.patient_fhir_id
+            state, reason = WriteBack.State.PENDING, ""
+            if target == WriteBack.Target.FHIR and not outcome.patient_fhir_id:
+                state, reason = (
+                    (WriteBack.State.HELD, PATIENT_PENDING)
+                    if outcome.patient_pending
+                    else (WriteBack.State.SKIPPED, NOT_IDENTIFIED)
+                )
             row, created = WriteBack.objects.get_or_create(
                 idempotency_key=f"{outcome.case_uuid}:{target}",
                 defaults={
@@ -115,8 +123,8 @@ def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
                     "source_id": outcome.case_id,
                     "target": target,
                     "payload": payload,
-                    "state": WriteBack.State.SKIPPED if skip else WriteBack.State.PENDING,
-                    "last_error": NOT_IDENTIFIED if skip else "",
+                    "state": state,
+                    "last_error": reason,
                 },
             )
             rows.append(row)
@@ -126,6 +134,37 @@ def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
             if row.state == WriteBack.State.PENDING:
                 transaction.on_commit(partial(_dispatch, row.pk))
     return rows
+
+
+def writeback_patient_resolved(
+    *, clinic: Clinic, source_id: int, patient_fhir_id: str, patient_display: str = ""
+) -> list[WriteBack]:
+    """Release the `held` rows of case `source_id` once its caller's EHR lookup has an answer.
+
+    With a `patient_fhir_id` the rows get it in their payload and go `pending` (sent on commit); with ""
+    (no unique patient matched) they become `skipped` with the reason. Runs in the caller's transaction;
+    rows in any other state are left alone. Returns the rows changed.
+    """
+    changed = []
+    with transaction.atomic():
+        for row in WriteBack.objects.select_for_update().filter(
+            clinic=clinic, source_id=source_id, state=WriteBack.State.HELD
+        ):
+            if patient_fhir_id:
+                row.payload = {
+                    **row.payload,
+                    "patient_fhir_id": patient_fhir_id,
+                    "patient_display": patient_display,
+                    "patient_pending": False,
+                }
+                row.state, row.last_error = WriteBack.State.PENDING, ""
+                transaction.on_commit(partial(_dispatch, row.pk))
+            else:
+                row.state, row.last_error = WriteBack.State.SKIPPED, NOT_IDENTIFIED
+            row.save(update_fields=["payload", "state", "last_error"])
+            _publish(row)
+            changed.append(row)
+    return changed
 
 
 def _dispatch(writeback_id: int) -> None:

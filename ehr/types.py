@@ -106,3 +106,6 @@ class Outcome:
     answers: tuple[Answer, ...] = ()
     channel: str = "voice"
     patient_mrn: str = ""  # the MRN when the chart was read (PID-3 in HL7 v2); "" if unknown
+    # True while the EHR lookup of the caller is still pending (the EHR was down during the call): the FHIR
+    # write-back waits for the patient instead of being skipped (`writeback_patient_resolved`).
+    patient_pending: bool = False

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from ehr.phone import InvalidPhoneNumber
-from ehr.services import find_patients_by_phone
+from ehr.services import find_patients_by_phone, writeback_patient_resolved
 from ehr.types import EhrError, EhrRejected, EhrUnavailable, PatientMatch
 from ivr.models import EhrStatus
 from triage.models import Case
@@ -59,6 +60,13 @@ def lookup_by_phone(phone: str, *, call_sid: str) -> PhoneLookup:
     return PhoneLookup(EhrStatus.FOUND, [candidate_of(match) for match in matches])
 
 
+def _clear(case: Case, *, summary: str) -> None:
+    """No unique patient: the case stays unidentified, and a FHIR write-back held for it is skipped."""
+    with transaction.atomic():
+        case_clear_ehr_pending(case_id=case.pk, summary=summary)
+        writeback_patient_resolved(clinic=case.clinic, source_id=case.pk, patient_fhir_id="")
+
+
 def pending_patients_resolve(*, limit: int = 50) -> dict[str, int]:
     """Retry the EHR lookup of cases marked `ehr_context_pending` (the EHR was down during their call).
 
@@ -70,16 +78,18 @@ def pending_patients_resolve(*, limit: int = 50) -> dict[str, int]:
     Returns counts `{"attached", "cleared", "deferred"}`.
     """
     counts = {"attached": 0, "cleared": 0, "deferred": 0}
-    pending = list(Case.objects.filter(ehr_context_pending=True).order_by("created_at", "pk")[:limit])
+    pending = list(
+        Case.objects.filter(ehr_context_pending=True).select_related("clinic").order_by("created_at", "pk")[:limit]
+    )
     for index, case in enumerate(pending):
         try:
             matches = find_patients_by_phone(case.callback_number, timeout=settings.FHIR_TIMEOUT_SECONDS)
         except InvalidPhoneNumber:
-            case_clear_ehr_pending(case_id=case.pk, summary="Caller ID is not a phone number; patient not looked up")
+            _clear(case, summary="Caller ID is not a phone number; patient not looked up")
             counts["cleared"] += 1
             continue
         except EhrRejected:
-            case_clear_ehr_pending(case_id=case.pk, summary="The EHR refused the patient search; nurse to confirm")
+            _clear(case, summary="The EHR refused the patient search; nurse to confirm")
             counts["cleared"] += 1
             continue
         except EhrUnavailable:
@@ -87,23 +97,26 @@ def pending_patients_resolve(*, limit: int = 50) -> dict[str, int]:
             logger.info("EHR still unavailable; %d pending case(s) deferred", counts["deferred"])
             break
         if case.patient_birth_date is None:
-            case_clear_ehr_pending(case_id=case.pk, summary="No birth date was entered; patient not attached")
+            _clear(case, summary="No birth date was entered; patient not attached")
             counts["cleared"] += 1
             continue
         same_birth_date = [m for m in matches if m.birth_date == case.patient_birth_date]
         if len(same_birth_date) == 1:
             match = same_birth_date[0]
-            case_attach_patient(
-                case_id=case.pk,
-                patient_fhir_id=match.fhir_id,
-                patient_display=match.display,
-                patient_birth_date=match.birth_date,
-            )
+            with transaction.atomic():
+                case_attach_patient(
+                    case_id=case.pk,
+                    patient_fhir_id=match.fhir_id,
+                    patient_display=match.display,
+                    patient_birth_date=match.birth_date,
+                )
+                # A case closed while the lookup was pending has its FHIR write-back held for this.
+                writeback_patient_resolved(
+                    clinic=case.clinic, source_id=case.pk, patient_fhir_id=match.fhir_id, patient_display=match.display
+                )
             counts["attached"] += 1
         else:
             reason = "several patients match" if same_birth_date else "no patient matches"
-            case_clear_ehr_pending(
-                case_id=case.pk, summary=f"EHR reached after the call: {reason} the caller's number and birth date"
-            )
+            _clear(case, summary=f"EHR reached after the call: {reason} the caller's number and birth date")
             counts["cleared"] += 1
     return counts
