@@ -7,20 +7,20 @@ from celery import shared_task
 from ivr.services import messages, patients
 
 
-@shared_task
+@shared_task  # type: ignore[untyped-decorator]
 def send_outbound_message(message_id: int) -> str | None:
     """Send one outbox SMS (dispatched on commit); returns its state afterwards, None if it is gone/locked."""
     message = messages.outbound_message_send(message_id=message_id)
     return message.state if message is not None else None
 
 
-@shared_task
+@shared_task  # type: ignore[untyped-decorator]
 def outbound_message_sweep() -> int:
     """Beat: re-send SMS rows still `queued` after a minute; returns how many were tried."""
     return messages.outbound_messages_sweep()
 
 
-@shared_task
+@shared_task  # type: ignore[untyped-decorator]
 def resolve_pending_patients() -> dict[str, int]:
     """Beat: retry the EHR lookup of cases whose call happened while the EHR was down."""
     return patients.pending_patients_resolve()
