@@ -20,3 +20,6 @@ TWILIO_AUTH_TOKEN = "test-auth-token"
 TWILIO_ACCOUNT_SID = ""
 PUBLIC_BASE_URL = "https://careline.test"
 ALLOWED_HOSTS = ["*"]
+# No EHR unless a test asks for one (the `fhir` fixture points this at a real sekmet-fhir): a closed port,
+# so a test that forgets the fixture fails the same way on every machine.
+FHIR_BASE_URL = "http://127.0.0.1:9/fhir"

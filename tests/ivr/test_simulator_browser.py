@@ -22,7 +22,7 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-async def test_a_call_from_the_browser_reaches_the_queue_and_hangs_up(personas, live_server, chromium_path):
+async def test_a_call_from_the_browser_reaches_the_queue_and_hangs_up(personas, fhir, live_server, chromium_path):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
