@@ -8,6 +8,7 @@ CARELINE_DEMO = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN")
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")  # no default: the origin check of WebSockets relies on it
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
