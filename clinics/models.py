@@ -29,6 +29,23 @@ class Clinic(models.Model):
     twilio_number = models.CharField(max_length=20, unique=True, help_text="E.164, e.g. +15550100100")
     on_call_number = models.CharField(max_length=20, help_text="E.164; red-flag calls are transferred here")
     acuity_targets = models.JSONField(default=default_acuity_targets)
+    # Closed-loop callbacks (issue 3): attempts before the patient is texted and the on-call paged.
+    callback_max_attempts = models.PositiveSmallIntegerField(
+        default=3, help_text="Unanswered callback attempts before SMS to the patient and escalation to on-call"
+    )
+    callback_spacing_seconds = models.PositiveIntegerField(
+        default=10 * 60, help_text="Seconds between two callback attempts of one case"
+    )
+    callback_target_seconds = models.PositiveIntegerField(
+        default=60 * 60, help_text="Seconds from arrival within which a callback case should be closed (alarm after)"
+    )
+    # Surge paging: off-shift nurses are paged when the estimated wait of a level exceeds this (seconds).
+    surge_wait_threshold_seconds = models.PositiveIntegerField(
+        default=30 * 60, help_text="Estimated wait (s) of a level above which off-shift nurses are paged"
+    )
+    mean_handle_seconds = models.PositiveIntegerField(
+        default=12 * 60, help_text="Mean nurse handle time per case (s), used for the estimated wait"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -40,7 +57,11 @@ class Clinic(models.Model):
 
 
 class StaffMember(models.Model):
-    """A user's membership of one clinic, with a role, skills and languages (BCP-47 codes)."""
+    """A user's membership of one clinic, with a role, skills and languages (BCP-47 codes).
+
+    `phone` (E.164, may be "") receives surge pages; `on_shift` says whether the nurse is rostered now
+    (off-shift nurses with a phone are the ones paged when a surge starts).
+    """
 
     class Role(models.TextChoices):
         NURSE = "nurse", "Nurse"
@@ -52,6 +73,8 @@ class StaffMember(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     skills = models.JSONField(default=list, blank=True)
     languages = models.JSONField(default=list, blank=True)
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164; surge pages are sent here")
+    on_shift = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"

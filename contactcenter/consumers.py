@@ -8,19 +8,27 @@ is forwarded to the browser as JSON `{"event": "<type>", "payload": {...}}` (typ
 documented in `clinics.events`; payloads carry ids, no PHI). The browser then re-fetches what it shows
 from the server: the feed says *that* something changed, never *what the page should now hold*.
 
-The only message a client may send is `{"type": "ping"}`, answered with `{"event": "pong", "payload": {}}`
-(lets a page detect a half-open connection); anything else is ignored.
+Supervisors and clinic admins also join `clinics.events.supervisor_group_name(clinic_id)`, which carries the
+supervisor-only alerts (`case.escalated`, `surge.started`); nurses' sockets never receive them.
+
+Presence (`contactcenter.presence`): connect counts one more console channel for the user, disconnect one
+less (the last one closing means offline). The only message a client may send is `{"type": "ping"}` (the
+console sends one every 20 s), which is the presence heartbeat and is answered with
+`{"event": "pong", "payload": {}}` (lets a page detect a half-open connection); anything else is ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from clinics import events
+from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
+from contactcenter import presence
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -29,33 +37,57 @@ if TYPE_CHECKING:
 CLOSE_FORBIDDEN = 4403
 
 
+SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
+
+
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _clinic_id_for(user: User | AnonymousUser | None) -> int | None:
+def _membership(user: User | AnonymousUser | None) -> tuple[int, str] | None:
+    """(clinic id, role) of a staff user, None for anyone else."""
     if user is None:
         return None
     try:
-        return staff_for_user(user).clinic_id
+        staff = staff_for_user(user)
     except NotStaff:
         return None
+    return staff.clinic_id, staff.role
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _presence(action: str, user: User) -> None:
+    """Presence bookkeeping for one socket (`connect`, `heartbeat`, `disconnect`); never breaks the feed."""
+    with contextlib.suppress(NotStaff):  # membership removed while the socket was open
+        {
+            "connect": presence.presence_connect,
+            "heartbeat": presence.presence_heartbeat,
+            "disconnect": presence.presence_disconnect,
+        }[action](user=user)
 
 
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """Forwards a clinic's console events to one nurse's (or supervisor's) browser."""
 
-    group: str | None = None
+    groups_joined: tuple[str, ...] = ()
 
     async def connect(self) -> None:
-        clinic_id = await _clinic_id_for(self.scope.get("user"))
-        if clinic_id is None:
+        membership = await _membership(self.scope.get("user"))
+        if membership is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = events.group_name(clinic_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        clinic_id, role = membership
+        groups = [events.group_name(clinic_id)]
+        if role in SUPERVISOR_ROLES:  # supervisor-only events (alerts): never sent to nurses' sockets
+            groups.append(events.supervisor_group_name(clinic_id))
+        self.groups_joined = tuple(groups)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        await _presence("connect", self.scope["user"])
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.groups_joined:
+            await _presence("disconnect", self.scope["user"])
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -67,6 +99,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
+            await _presence("heartbeat", self.scope["user"])
             await self.send_json({"event": "pong", "payload": {}})
 
     async def console_event(self, message: dict[str, Any]) -> None:

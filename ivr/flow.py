@@ -30,6 +30,13 @@ from ivr.services import cases
 from ivr.services.patients import PhoneLookup
 from triage.models import Case, CaseState
 from triage.protocols import Protocol, TriageResult, evaluate, get_protocol
+from triage.retriage import (
+    RETRIAGE_STATES,
+    case_retriage_raise,
+    case_retriage_red_flag,
+    case_retriage_unchanged,
+    retriage_questions,
+)
 from triage.selectors import queue_position
 
 MAX_REPROMPTS = 2
@@ -38,6 +45,9 @@ NURSE_DIGIT = "0"
 LANGUAGE_DIGITS = {"1": "en", "2": "es"}
 GATHER_TIMEOUT_SECONDS = 8
 DIAL_TIMEOUT_SECONDS = 30
+# While holding: 9 = "my symptoms are worse" (re-triage); seconds the hold <Gather> waits after its prompt.
+WORSE_DIGIT = "9"
+HOLD_GATHER_TIMEOUT_SECONDS = 3
 # Twilio's public hold-music bucket (used in Twilio's own `<Enqueue>` examples).
 HOLD_MUSIC_URL = "http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3"
 
@@ -50,6 +60,11 @@ def step_url(step: str, seq: int) -> str:
 def wait_url(case: Case) -> str:
     """The `<Enqueue waitUrl>` of a case: announces the caller's position while they hold."""
     return reverse("ivr:wait", kwargs={"case_uuid": case.uuid})
+
+
+def queue_left_url(case: Case) -> str:
+    """The `<Enqueue action>` of a case: requested when the caller leaves the queue (`QueueResult`)."""
+    return reverse("ivr:queue-left", kwargs={"case_uuid": case.uuid})
 
 
 def _say(response: Any, sentence: str, language: str) -> None:
@@ -82,6 +97,10 @@ def _sentences(leg: CallLeg, step: str) -> list[str]:
         return [prompts.question_prompt(protocol.questions[len(leg.answers)], leg.language)]
     if step == Step.CONTACT:
         return [prompts.text("contact_menu", leg.language)]
+    if step == Step.RETRIAGE:
+        assert leg.case is not None
+        question = retriage_questions(case=leg.case)[len(leg.collected.get("retriage_answers", []))]
+        return [prompts.question_prompt(question, leg.language)]
     raise ValueError(f"no prompt for step {step!r}")
 
 
@@ -131,6 +150,8 @@ def _reprompt(leg: CallLeg, step: str) -> VoiceResponse:
     """No input or invalid input at `step`: say so and ask again, or route to a nurse after MAX_REPROMPTS."""
     leg.retries += 1
     if leg.retries > MAX_REPROMPTS:
+        if step == Step.RETRIAGE:  # inside the wait document: stop asking, keep holding (place unchanged)
+            return _hold_loop(leg)
         if step == Step.CONTACT:  # the case exists; a caller who cannot choose stays on the line
             return _hold(leg)
         return _to_nurse(leg, reason=f"no valid input at the {Step(step).label.lower()} step")
@@ -171,7 +192,13 @@ def _hold(leg: CallLeg, *, preface: tuple[str, ...] = ()) -> VoiceResponse:
     response = VoiceResponse()
     for sentence in (*preface, prompts.text("hold", leg.language)):
         _say(response, sentence, leg.language)
-    response.enqueue(cases.queue_name(leg.case), wait_url=wait_url(leg.case), wait_url_method="POST")
+    response.enqueue(
+        cases.queue_name(leg.case),
+        wait_url=wait_url(leg.case),
+        wait_url_method="POST",
+        action=queue_left_url(leg.case),
+        method="POST",
+    )
     return response
 
 
@@ -295,12 +322,103 @@ def _on_contact(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceR
     return _reprompt(leg, Step.CONTACT)
 
 
+# --- Holding: "if the symptoms are worse, press 9" and re-triage (inside the <Enqueue> wait document) --------
+
+
+def _hold_loop(leg: CallLeg, *, preface: tuple[str, ...] = ()) -> VoiceResponse:
+    """Back to the hold loop: `preface`, then the wait document (the caller never left the queue)."""
+    assert leg.case is not None
+    leg.step = Step.HOLD
+    leg.collected.pop("retriage_answers", None)
+    return wait(leg.case, seq=leg.seq, preface=preface)
+
+
+def _on_hold(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    """A key pressed while holding: 9 starts re-triage (`triage.retriage`); anything else keeps holding."""
+    assert leg.case is not None
+    case = Case.objects.get(pk=leg.case.pk)  # fresh: acuity and state may have changed since the leg loaded
+    leg.case = case
+    if digits != WORSE_DIGIT or case.state not in RETRIAGE_STATES:
+        return _hold_loop(leg)
+    if not retriage_questions(case=case):
+        return _hold_loop(leg, preface=(prompts.text("retriage_none", leg.language),))
+    _new_step(leg)
+    leg.collected["retriage_answers"] = []
+    return _prompt(leg, Step.RETRIAGE, preface=(prompts.text("retriage_intro", leg.language),))
+
+
+def _on_retriage(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
+    """One re-triage answer (1 yes / 2 no). The first "yes" decides: red flag -> emergency advice and
+    `<Leave>` (the `<Enqueue action>` then dials the on-call line); otherwise the acuity is raised. All "no"
+    -> recorded, back to holding with the place kept."""
+    if digits not in ("1", "2"):
+        return _reprompt(leg, Step.RETRIAGE)
+    assert leg.case is not None
+    questions = retriage_questions(case=leg.case)
+    answers = list(leg.collected.get("retriage_answers", []))
+    question = questions[len(answers)]
+    answers.append({"question": question.id, "text": question.text(leg.language), "answer": digits == "1"})
+    leg.collected["retriage_answers"] = answers
+    _new_step(leg)
+    if digits == "1":
+        if question.red_flag:
+            leg.case = case_retriage_red_flag(
+                case_id=leg.case.pk, question=question, answers=answers, transferred_to=leg.clinic.on_call_number
+            )
+            leg.step = Step.TRANSFERRED
+            leg.collected.pop("retriage_answers", None)
+            response = VoiceResponse()
+            _say(response, prompts.text("red_flag", leg.language), leg.language)
+            response.leave()
+            return response
+        leg.case = case_retriage_raise(case_id=leg.case.pk, question=question, answers=answers)
+        return _hold_loop(leg, preface=(prompts.text("retriage_raised", leg.language),))
+    if len(answers) < len(questions):
+        return _prompt(leg, Step.RETRIAGE)
+    leg.case = case_retriage_unchanged(case_id=leg.case.pk, answers=answers)
+    return _hold_loop(leg, preface=(prompts.text("retriage_unchanged", leg.language),))
+
+
+def _dial_on_call(leg: CallLeg, response: VoiceResponse) -> VoiceResponse:
+    dial = response.dial(caller_id=leg.clinic.twilio_number, timeout=DIAL_TIMEOUT_SECONDS)
+    dial.number(leg.clinic.on_call_number)
+    # Reached only after the transfer ends or fails.
+    _say(response, prompts.text("transfer_ended", leg.language), leg.language)
+    response.hangup()
+    return response
+
+
+def queue_left(leg: CallLeg, queue_result: str) -> VoiceResponse:
+    """The `<Enqueue action>`: the caller left the queue with Twilio's `QueueResult`.
+
+    `leave` after a red flag in re-triage -> `<Dial>` the on-call number. A hold that failed on Twilio's
+    side (`error`, `system-error`, `queue-full`, `redirected`) while the case still waits -> callback,
+    place kept. Anything else (`bridged`: a nurse took the call and it ended; `hangup`) -> `<Hangup>`.
+    """
+    leg.seq += 1
+    case = leg.case
+    if leg.step == Step.TRANSFERRED and case is not None and case.state == CaseState.TRANSFERRED:
+        return _dial_on_call(leg, VoiceResponse())
+    if (
+        queue_result in ("error", "system-error", "queue-full", "redirected")
+        and case is not None
+        and case.state == CaseState.QUEUED
+    ):
+        return _callback(leg)
+    leg.step = Step.DONE
+    response = VoiceResponse()
+    response.hangup()
+    return response
+
+
 _HANDLERS: dict[str, Callable[[CallLeg, str, PhoneLookup | None], VoiceResponse]] = {
     Step.LANGUAGE: _on_language,
     Step.DOB: _on_dob,
     Step.PROTOCOL: _on_protocol,
     Step.QUESTION: _on_question,
     Step.CONTACT: _on_contact,
+    Step.HOLD: _on_hold,
+    Step.RETRIAGE: _on_retriage,
 }
 
 
@@ -309,22 +427,40 @@ def handle(*, leg: CallLeg, step: str, digits: str, lookup: PhoneLookup | None =
 
     `lookup` is the caller-ID search done (outside the transaction) for the language step. Raises KeyError
     for a step that takes no input. "0" routes to a nurse from every menu except the hold/callback choice,
-    where it means "hold for a nurse".
+    where it means "hold for a nurse", and while holding (the caller already waits for a nurse).
     """
     leg.seq += 1
-    if digits == NURSE_DIGIT and step != Step.CONTACT:
+    if digits == NURSE_DIGIT and step not in (Step.CONTACT, Step.HOLD, Step.RETRIAGE):
         return _to_nurse(leg, reason=f"caller pressed 0 at the {Step(step).label.lower()} step")
     return _HANDLERS[step](leg, digits, lookup)
 
 
-def wait(case: Case) -> VoiceResponse:
+def wait(case: Case, *, seq: int | None = None, preface: tuple[str, ...] = ()) -> VoiceResponse:
     """The `<Enqueue>` wait document: the caller's position within their acuity band
-    (`triage.selectors.queue_position`), hold music, then `<Redirect>` to itself (a loop)."""
+    (`triage.selectors.queue_position`), hold music, then `<Redirect>` to itself (a loop).
+
+    With `seq` (the leg's sequence number, leg at step `hold`) and a queued case, the announcement is a
+    `<Gather>` offering 9 for worse symptoms (posting to the `hold` step); no key -> music and the loop.
+    `preface` sentences are said first (re-triage outcome).
+    """
     response = VoiceResponse()
     language = case.language
+    for sentence in preface:
+        _say(response, sentence, language)
     if case.state == CaseState.QUEUED:
-        _say(response, prompts.text("position", language, position=queue_position(case=case)), language)
-        _say(response, prompts.text("wait_advice", language), language)
+        target: Any = response
+        if seq is not None:
+            target = response.gather(
+                input="dtmf",
+                action=step_url(Step.HOLD, seq),
+                method="POST",
+                num_digits=1,
+                timeout=HOLD_GATHER_TIMEOUT_SECONDS,
+            )
+        _say(target, prompts.text("position", language, position=queue_position(case=case)), language)
+        _say(target, prompts.text("wait_advice", language), language)
+        if seq is not None:
+            _say(target, prompts.text("worse_option", language), language)
     elif case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS):
         _say(response, prompts.text("nurse_reviewing", language), language)
     else:

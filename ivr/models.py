@@ -17,8 +17,11 @@ from triage.models import Case
 class Step(models.TextChoices):
     """Where a call is in the IVR flow: the step whose `<Gather>` action the leg waits for next.
 
-    `answer` is the first webhook (`POST /ivr/voice/`); `hold`, `transferred` and `done` are terminal for the
-    flow (the caller is in `<Enqueue>`, was handed to the on-call line with `<Dial>`, or got `<Hangup>`).
+    `answer` is the first webhook (`POST /ivr/voice/`); `transferred` and `done` are terminal for the flow
+    (the caller was handed to the on-call line with `<Dial>`, or got `<Hangup>`). `hold`: the caller is in
+    `<Enqueue>`; the wait document's `<Gather>` offers 9 for worse symptoms, which moves the leg to
+    `retriage` (questions asked inside the wait document) and back to `hold`, or on a red flag to
+    `transferred` (`<Leave>`, then the `<Enqueue action>` dials the on-call line).
     """
 
     ANSWER = "answer", "Answered (disclaimer, language menu)"
@@ -28,12 +31,16 @@ class Step(models.TextChoices):
     QUESTION = "question", "Protocol question"
     CONTACT = "contact", "Hold or callback"
     HOLD = "hold", "Holding in queue"
+    RETRIAGE = "retriage", "Re-triage while holding"
     TRANSFERRED = "transferred", "Transferred to on-call"
     DONE = "done", "Done"
 
 
-# Steps whose `<Gather>` posts to `/ivr/voice/step/<step>/`.
-GATHER_STEPS = frozenset({Step.LANGUAGE, Step.DOB, Step.PROTOCOL, Step.QUESTION, Step.CONTACT})
+# Steps whose `<Gather>` posts to `/ivr/voice/step/<step>/`. `hold` and `retriage` gather inside the
+# `<Enqueue>` wait document ("if the symptoms are worse, press 9" and the re-triage questions).
+GATHER_STEPS = frozenset(
+    {Step.LANGUAGE, Step.DOB, Step.PROTOCOL, Step.QUESTION, Step.CONTACT, Step.HOLD, Step.RETRIAGE}
+)
 
 
 class EhrStatus(models.TextChoices):

@@ -89,6 +89,32 @@ _TEXT: dict[str, dict[str, str]] = {
         "en": "Your call has been completed by a nurse. Goodbye.",
         "es": "Una enfermera completó su llamada. Adiós.",
     },
+    "worse_option": {
+        "en": "If the symptoms are getting worse, press 9.",
+        "es": "Si los síntomas empeoran, oprima 9.",
+    },
+    "retriage_intro": {
+        "en": "Please answer a few questions again.",
+        "es": "Por favor, conteste de nuevo algunas preguntas.",
+    },
+    "retriage_unchanged": {
+        "en": "Thank you. A nurse has your answers. You keep your place in line.",
+        "es": "Gracias. Una enfermera tiene sus respuestas. Usted conserva su lugar en la fila.",
+    },
+    "retriage_raised": {
+        "en": "Thank you. Your call has been moved up for a nurse. Please stay on the line.",
+        "es": "Gracias. Su llamada ha sido adelantada para una enfermera. Por favor, no cuelgue.",
+    },
+    "retriage_none": {
+        "en": "A nurse will be with you as soon as possible. If this is an emergency, hang up and dial 911.",
+        "es": "Una enfermera le atenderá lo antes posible. Si es una emergencia, cuelgue y marque el 911.",
+    },
+    "sms_callback_unreached": {
+        "en": "{clinic}: A nurse tried to call you back and could not reach you. Please call us at {number}. "
+        "If the condition gets worse, call 911.",
+        "es": "{clinic}: Una enfermera intentó devolverle la llamada y no pudo comunicarse. Llámenos al {number}. "
+        "Si la condición empeora, llame al 911.",
+    },
     "sms_confirmation": {
         "en": "{clinic}: We received your call; a nurse will call you back at {number}. "
         "If the condition gets worse, call 911.",
@@ -96,6 +122,20 @@ _TEXT: dict[str, dict[str, str]] = {
         "Si la condición empeora, llame al 911.",
     },
 }
+
+
+# Pages to staff (English; no patient details: case numbers only).
+PAGE_PAST_TARGET = (
+    "CareLine {clinic}: case {case_id} (acuity {acuity}) is past its target wait. Please check the console."
+)
+PAGE_CALLBACK_UNREACHED = (
+    "CareLine {clinic}: case {case_id} (acuity {acuity}): patient not reached after {attempts} callback attempt(s). "
+    "Please follow up."
+)
+PAGE_SURGE = (
+    "CareLine {clinic}: queue surge, estimated wait for acuity {acuity} and above is {minutes} min. "
+    "Please sign in if you can help."
+)
 
 
 def text(key: str, language: str, **values: object) -> str:

@@ -70,6 +70,19 @@ def wait(request: HttpRequest, call: TwilioCall, case_uuid: uuid.UUID) -> HttpRe
 
 
 @twilio_webhook
+def queue_left(request: HttpRequest, call: TwilioCall, case_uuid: uuid.UUID) -> HttpResponse:
+    """The `<Enqueue action>`: the caller left the queue (`QueueResult`); e.g. dial on-call after a red flag."""
+    if _clinic(request, call) is None:
+        return HttpResponseBadRequest("unknown number")
+    document = calls.call_queue_left(
+        call_sid=call.call_sid, case_uuid=case_uuid, queue_result=call.params.get("QueueResult", "")
+    )
+    if document is None:
+        return HttpResponseBadRequest("no such call in this queue")
+    return _twiml(document)
+
+
+@twilio_webhook
 def status(request: HttpRequest, call: TwilioCall) -> HttpResponse:
     """Status callback: the call ended (or changed status). Twilio ignores the body; answer 204."""
     if _clinic(request, call) is None:

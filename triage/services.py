@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from clinics import events
@@ -179,7 +180,10 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     existing = _open_case_of(nurse, clinic)
     if existing is not None:
         return existing
-    queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED)
+    # A callback case whose last attempt went unanswered keeps its place but is not due before `callback_due_at`.
+    queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED).filter(
+        Q(callback_due_at__isnull=True) | Q(callback_due_at__lte=now)
+    )
     # The five per-level heads in one round trip: UNION ALL of one index-ordered LIMIT 1 per level.
     per_level = [
         queued.filter(acuity=level).order_by("arrived_at", "pk").values("pk", "acuity", "arrived_at")[:1]

@@ -136,6 +136,12 @@ CELERY_BEAT_SCHEDULE = {
     "ivr-outbound-sweep": {"task": "ivr.tasks.outbound_message_sweep", "schedule": 30.0},
     # Cases whose EHR lookup failed during the call ("EHR context pending").
     "ivr-resolve-pending-patients": {"task": "ivr.tasks.resolve_pending_patients", "schedule": 60.0},
+    # Escalation (issue 3): cases past their target -> supervisor alert + on-call page once; surge paging.
+    "contactcenter-escalation-sweep": {"task": "contactcenter.tasks.escalation_sweep", "schedule": 30.0},
+    # Presence: consoles silent for PRESENCE_OFFLINE_SECONDS are offline.
+    "contactcenter-presence-sweep": {"task": "contactcenter.tasks.presence_sweep", "schedule": 30.0},
+    # Reconciliation: reservations of offline nurses, "holding" cases whose call ended.
+    "contactcenter-reconcile": {"task": "contactcenter.tasks.reconcile", "schedule": 30.0},
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------
@@ -199,6 +205,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 
 # Reservation: how long a nurse has to accept a claimed case before it goes back to the queue (seconds).
 TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)
+# Presence: a console that sent nothing (connect or heartbeat ping) for this long counts as offline (seconds).
+# The console pings every 20 s.
+PRESENCE_OFFLINE_SECONDS = env.int("PRESENCE_OFFLINE_SECONDS", default=90)
 
 STATIC_ROOT.mkdir(exist_ok=True)
 

@@ -94,11 +94,31 @@ def call_wait(*, call_sid: str, case_uuid: uuid.UUID) -> str | None:
     """`POST /ivr/voice/wait/<case_uuid>/` (the `<Enqueue>` waitUrl): the hold announcement (TwiML).
 
     Returns None when the call and the case do not belong together (the view answers 400). Writes nothing.
+    While the leg is at the `hold` step the announcement offers 9 for worse symptoms (a `<Gather>` posting
+    to the `hold` step with the leg's current sequence number).
     """
     leg = CallLeg.objects.select_related("case").filter(call_sid=call_sid, case__uuid=case_uuid).first()
     if leg is None or leg.case is None:
         return None
-    return str(flow.wait(leg.case))
+    return str(flow.wait(leg.case, seq=leg.seq if leg.step == Step.HOLD else None))
+
+
+def call_queue_left(*, call_sid: str, case_uuid: uuid.UUID, queue_result: str) -> str | None:
+    """`POST /ivr/voice/queue-left/<case_uuid>/` (the `<Enqueue action>`): the caller left the queue.
+
+    Runs `flow.queue_left` under the leg lock (red flag in re-triage -> `<Dial>` on-call). A repeat of the
+    request gets the stored TwiML. Returns None when call and case do not belong together.
+    """
+    with transaction.atomic():
+        leg = _locked(call_sid)
+        if leg is None or leg.case is None or leg.case.uuid != case_uuid:
+            return None
+        key = f"queue-left:{queue_result}"
+        if leg.last_step_key == key:
+            return leg.last_twiml
+        twiml = str(flow.queue_left(leg, queue_result))
+        logger.info("ivr %s: left the queue (%s); now at %s", call_sid, queue_result, leg.step)
+        return _remember(leg, key, twiml)
 
 
 def call_status(*, call_sid: str, call_status: str, duration_seconds: int | None) -> bool:

@@ -30,18 +30,21 @@ MAX_ATTEMPTS = 5
 SWEEP_AGE = timedelta(minutes=1)
 
 
-def outbound_message_record(*, clinic: Clinic, case: Case | None, to: str, body: str) -> OutboundMessage:
+def outbound_message_record(
+    *, clinic: Clinic, case: Case | None, to: str, body: str, purpose: str = "SMS confirmation"
+) -> OutboundMessage:
     """Write one SMS to the outbox in the caller's transaction (state `queued`, or `recorded` without a
-    Twilio account) and, when queued, dispatch sending after commit. Adds a `sms` event to the case."""
+    Twilio account) and, when queued, dispatch sending after commit. Adds a `sms` event to the case, whose
+    summary starts with `purpose` (e.g. "On-call page")."""
     state = OutboundMessage.State.QUEUED if sending_enabled() else OutboundMessage.State.RECORDED
     message = OutboundMessage.objects.create(
         clinic=clinic, case=case, to=to, from_number=clinic.twilio_number, body=body, state=state
     )
     if case is not None:
         summary = (
-            "SMS confirmation queued"
+            f"{purpose} queued"
             if state == OutboundMessage.State.QUEUED
-            else "SMS confirmation recorded (no Twilio account: not sent)"
+            else f"{purpose} recorded (no Twilio account: not sent)"
         )
         case_add_event(
             case=case, kind=CaseEvent.Kind.SMS, summary=summary, detail={"message_id": message.pk, "state": state}

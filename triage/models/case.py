@@ -72,6 +72,9 @@ class Case(models.Model):
         max_length=10, choices=ContactPreference.choices, default=ContactPreference.CALLBACK
     )
     escalated = models.BooleanField(default=False)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    # A callback case whose attempt went unanswered waits in the queue (arrival time kept) until this time.
+    callback_due_at = models.DateTimeField(null=True, blank=True)
 
     reserved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -121,6 +124,10 @@ class CaseEvent(models.Model):
         EHR = "ehr", "EHR"
         WRITEBACK = "writeback", "Write-back"
         NOTE = "note", "Note"
+        ESCALATED = "escalated", "Escalated"
+        RETRIAGE = "retriage", "Re-triage"
+        CALLBACK_ATTEMPT = "callback_attempt", "Callback attempt"
+        RECONCILED = "reconciled", "Reconciled"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
