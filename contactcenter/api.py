@@ -19,8 +19,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinics.selectors import NotStaff, staff_for_user
-from contactcenter import selectors, services
+from contactcenter import escalation, selectors, services
 from contactcenter.serializers import (
+    CallbackAttemptInputSerializer,
     CaseDetailSerializer,
     CaseSerializer,
     DispositionInputSerializer,
@@ -185,3 +186,34 @@ class DispositionListApi(ClinicAPIView):
     )
     def get(self, request: Request) -> Response:
         return Response(DispositionSerializer(DISPOSITIONS, many=True).data)
+
+
+class CaseCallbackAttemptApi(ClinicAPIView):
+    """Record the result of one callback attempt on a case I hold (closed-loop callbacks)."""
+
+    @extend_schema(
+        operation_id="cases_callback_attempt",
+        summary="Record a callback attempt's result",
+        description=(
+            "answered: the case stays in progress with me. no_answer / voicemail with attempts left: the case "
+            "goes back to the queue with its place kept, due again after the clinic's spacing. The last "
+            "unanswered attempt, or wrong_number: the patient is texted (not for a wrong number), the on-call "
+            "clinician paged, and the case stays with me for the disposition."
+        ),
+        request=CallbackAttemptInputSerializer,
+        responses={
+            200: CaseDetailSerializer,
+            400: OpenApiResponse(description="Unknown result."),
+            403: ERRORS[403],
+            404: ERRORS[404],
+            409: ERRORS[409],
+        },
+    )
+    def post(self, request: Request, case_id: int) -> Response:
+        access_case(user=request.user, case_id=case_id)
+        payload = CallbackAttemptInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        outcome = escalation.callback_attempt(
+            user=request.user, case_id=case_id, result=payload.validated_data["result"]
+        )
+        return Response(_detail(access_case(user=request.user, case_id=outcome.case.pk)))

@@ -13,6 +13,9 @@ urlpatterns = [
     path("cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),
     path("cases/<int:case_id>/accept/", api.CaseAcceptApi.as_view(), name="api-case-accept"),
     path("cases/<int:case_id>/disposition/", api.CaseDispositionApi.as_view(), name="api-case-disposition"),
+    path(
+        "cases/<int:case_id>/callback-attempts/", api.CaseCallbackAttemptApi.as_view(), name="api-case-callback-attempt"
+    ),
     path("dispositions/", api.DispositionListApi.as_view(), name="api-dispositions"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

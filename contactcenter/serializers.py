@@ -14,7 +14,7 @@ from rest_framework import serializers
 from contactcenter.selectors import acuity_label, case_protocol_title, disposition_display
 from ehr.models import WriteBack
 from triage.dispositions import DISPOSITIONS
-from triage.models import Case, CaseEvent
+from triage.models import CallbackAttempt, Case, CaseEvent
 
 
 class WriteBackSerializer(serializers.ModelSerializer[WriteBack]):
@@ -151,6 +151,12 @@ class DispositionInputSerializer(serializers.Serializer[dict[str, Any]]):
 
     disposition = serializers.ChoiceField(choices=[d.code for d in DISPOSITIONS])
     note = serializers.CharField(allow_blank=True, required=False, default="", max_length=10000)
+
+
+class CallbackAttemptInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """The result of one callback attempt."""
+
+    result = serializers.ChoiceField(choices=CallbackAttempt.Result.values)
 
 
 class DispositionSerializer(serializers.Serializer[Any]):

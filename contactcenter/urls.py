@@ -14,4 +14,8 @@ urlpatterns = [
     path("cases/<int:case_id>/accept/", views.case_accept, name="case-accept"),
     path("cases/<int:case_id>/release/", views.case_release, name="case-release"),
     path("cases/<int:case_id>/disposition/", views.case_disposition, name="case-disposition"),
+    path("cases/<int:case_id>/callback-attempt/", views.callback_attempt, name="case-callback-attempt"),
+    path("presence/", views.presence_set, name="presence"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/panels/", views.dashboard_panels, name="dashboard-panels"),
 ]

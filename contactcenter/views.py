@@ -22,12 +22,15 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
-from contactcenter import selectors, services
+from contactcenter import escalation, presence, selectors, services
+from contactcenter.dashboard import dashboard_for_clinic
+from contactcenter.models import AgentPresence
 from ehr.types import EhrError
 from triage.dispositions import DISPOSITIONS
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
-from triage.models import Case, CaseState
+from triage.models import CallbackAttempt, Case, CaseState
 from triage.selectors import queue_list
 
 if TYPE_CHECKING:
@@ -57,6 +60,8 @@ def _domain_errors() -> Iterator[None]:
         raise _Conflict("This case cannot take that action in its current state.") from exc
     except UnknownDisposition as exc:
         raise _Conflict("Choose a disposition from the list.") from exc
+    except presence.InvalidPresenceState as exc:
+        raise _Conflict("Choose a status from the buttons.") from exc
 
 
 def staff_view(view: View) -> View:
@@ -109,11 +114,26 @@ def _queue_rows(request: HttpRequest) -> list[dict[str, Any]]:
     return rows
 
 
+def _header_context(request: HttpRequest) -> dict[str, Any]:
+    """What the console header shows besides the clinic: the presence buttons and the supervisor flag."""
+    staff: StaffMember = request.staff  # type: ignore[attr-defined]
+    row = AgentPresence.objects.filter(user=_nurse(request)).first()
+    return {
+        "staff": staff,
+        "is_supervisor": staff.role in SUPERVISOR_ROLES,
+        "presence_state": row.state if row else AgentPresence.State.OFFLINE,
+        "presence_choices": [(s.value, s.label) for s in AgentPresence.State if s.value in presence.SETTABLE_STATES],
+    }
+
+
+SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
+
+
 @require_GET
 @staff_view
 def queue(request: HttpRequest) -> HttpResponse:
     """The queue board: open cases, most urgent and longest waiting first; "Next case" (key N)."""
-    return render(request, "console/queue.html", {"rows": _queue_rows(request), "staff": request.staff})  # type: ignore[attr-defined]
+    return render(request, "console/queue.html", {"rows": _queue_rows(request), **_header_context(request)})
 
 
 @require_GET
@@ -164,6 +184,9 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "dispositions": DISPOSITIONS,
             "default_disposition": case.suggested_disposition,
             "writebacks": selectors.writebacks_for_case(case=case),
+            "can_callback": mine and case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS),
+            "callback_attempts": list(case.callback_attempts.order_by("number")),
+            "callback_results": CallbackAttempt.Result.choices,
         },
     )
 
@@ -208,3 +231,55 @@ def case_disposition(request: HttpRequest, case_id: int) -> HttpResponse:
     )
     messages.success(request, f"Case {case.pk} closed: {selectors.disposition_display(case.disposition)}.")
     return redirect("console:queue")
+
+
+@require_POST
+@staff_view
+def presence_set(request: HttpRequest) -> HttpResponse:
+    """A status button in the console header (available, busy, wrap-up, away); back to the page (204 for htmx)."""
+    presence.presence_set(user=_nurse(request), state=request.POST.get("state", ""))
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponse(status=204)
+    return redirect(request.POST.get("next") or "console:queue")
+
+
+@require_POST
+@staff_view
+def callback_attempt(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Record one callback attempt's result on a case the nurse holds (answered, no answer, voicemail,
+    wrong number). Unanswered with attempts left: the case goes back to the queue (place kept)."""
+    result = request.POST.get("result", "")
+    if result not in CallbackAttempt.Result.values:
+        raise _Conflict("Choose the result of the call.")
+    outcome = escalation.callback_attempt(user=_nurse(request), case_id=case_id, result=result)
+    label = CallbackAttempt.Result(result).label
+    if outcome.requeued:
+        messages.info(request, f"Attempt {outcome.attempt.number} ({label}) recorded; the case is back in the queue.")
+        return redirect("console:queue")
+    if outcome.exhausted:
+        messages.warning(request, "Patient not reached: the on-call clinician was paged. Record a disposition.")
+    return redirect("console:case", case_id=case_id)
+
+
+def _supervisor_dashboard(request: HttpRequest) -> StaffMember:
+    staff: StaffMember = request.staff  # type: ignore[attr-defined]
+    if staff.role not in SUPERVISOR_ROLES:
+        raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
+    return staff
+
+
+@require_GET
+@staff_view
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Supervisor dashboard (supervisors and clinic admins; nurses 403): queue health live."""
+    staff = _supervisor_dashboard(request)
+    context = {"board": dashboard_for_clinic(clinic=staff.clinic), **_header_context(request)}
+    return render(request, "console/dashboard.html", context)
+
+
+@require_GET
+@staff_view
+def dashboard_panels(request: HttpRequest) -> HttpResponse:
+    """The dashboard panels alone; re-fetched on every console event and on every (re)connect."""
+    staff = _supervisor_dashboard(request)
+    return render(request, "console/_dashboard_panels.html", {"board": dashboard_for_clinic(clinic=staff.clinic)})

@@ -8,6 +8,26 @@
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 15000;
+const HEARTBEAT_MS = 20000;
+
+// Supervisor alerts (sent to supervisors' and admins' sockets only): shown in the banner until dismissed.
+const ALERT_EVENTS = {
+  "case.escalated": (p) =>
+    p.reason === "callback_unreached"
+      ? `Case ${p.case_id}: patient not reached by callback; on-call paged.`
+      : p.reason === "red_flag_while_waiting"
+        ? `Case ${p.case_id}: red flag while waiting; transferred to on-call.`
+        : `Case ${p.case_id} (acuity ${p.acuity}) is past its target wait; on-call paged.`,
+  "surge.started": (p) => `Surge: acuity ${p.acuity} estimated wait ${Math.round(p.estimated_wait_seconds / 60)} min; ${p.paged} off-shift nurse(s) paged.`,
+};
+
+function showAlert(message) {
+  const banner = document.getElementById("alert-banner");
+  const make = ALERT_EVENTS[message.event];
+  if (!banner || !make) return;
+  document.getElementById("alert-text").textContent = make(message.payload || {});
+  banner.hidden = false;
+}
 
 const statusEl = document.getElementById("ws-status");
 
@@ -33,9 +53,14 @@ export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
   function open() {
     setStatus("connecting", attempt === 0 ? "Connecting…" : "Reconnecting…");
     const socket = new WebSocket(url);
+    let heartbeat = null;
     socket.addEventListener("open", () => {
       attempt = 0;
       setStatus("live", "Live");
+      // Presence heartbeat: the server marks a console silent for PRESENCE_OFFLINE_SECONDS offline.
+      heartbeat = window.setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ping" }));
+      }, HEARTBEAT_MS);
       onOpen?.();
     });
     socket.addEventListener("message", (message) => {
@@ -48,6 +73,7 @@ export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
       if (data && typeof data.event === "string" && data.event !== "pong") onEvent?.(data);
     });
     socket.addEventListener("close", () => {
+      if (heartbeat) window.clearInterval(heartbeat);
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** attempt) * (0.75 + Math.random() * 0.5);
       attempt += 1;
       setStatus("offline", `Offline — retrying in ${Math.ceil(delay / 1000)} s`);
@@ -85,10 +111,16 @@ function init() {
 
   const main = document.getElementById("main");
   const page = main?.dataset.consolePage;
-  if (page === "queue") {
+  document.getElementById("alert-dismiss")?.addEventListener("click", () => {
+    document.getElementById("alert-banner").hidden = true;
+  });
+  if (page === "queue" || page === "dashboard") {
     connectFeed({
       onOpen: () => signal("careline:resync"),
-      onEvent: (message) => signal("careline:resync", message),
+      onEvent: (message) => {
+        showAlert(message);
+        signal("careline:resync", message);
+      },
     });
   } else if (page === "case") {
     const caseId = Number(main.dataset.caseId);
