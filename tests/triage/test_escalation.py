@@ -151,7 +151,9 @@ def test_n_unanswered_attempts_text_the_patient_page_on_call_and_need_a_disposit
     assert patient_sms.count() == 1 and "(555) 010-0100" in patient_sms.get().body  # the clinic's number
     assert _pages(NORTH_ON_CALL).count() == 1
     assert list(case.callback_attempts.values_list("number", flat=True)) == [1, 2, 3]
-    closed = case_complete(case_id=case.pk, clinic=personas.north, nurse=personas.alice, disposition_code="clinician-24h")
+    closed = case_complete(
+        case_id=case.pk, clinic=personas.north, nurse=personas.alice, disposition_code="clinician-24h"
+    )
     assert closed.state == CaseState.CLOSED and closed.disposition == "clinician-24h"
 
 
@@ -197,7 +199,9 @@ def test_reservation_of_an_offline_nurse_goes_back_to_the_queue(personas):
 def test_holding_case_whose_call_ended_switches_to_callback(personas):
     case = _enqueue(personas.north, acuity=3, contact_preference=Case.ContactPreference.HOLD)
     still_on_line = _enqueue(personas.north, acuity=3, contact_preference=Case.ContactPreference.HOLD)
-    CallLeg.objects.create(call_sid="CAended", clinic=personas.north, from_number="+1", case=case, ended_at=timezone.now())
+    CallLeg.objects.create(
+        call_sid="CAended", clinic=personas.north, from_number="+1", case=case, ended_at=timezone.now()
+    )
     CallLeg.objects.create(call_sid="CAlive", clinic=personas.north, from_number="+1", case=still_on_line)
 
     assert reconcile()["to_callback"] == 1
