@@ -5,7 +5,8 @@ Order (DESIGN §6.1): emergency disclaimer -> language (1 English / 2 Español) 
 said) -> protocol menu (`triage.protocols.PROTOCOLS`, digits 1..6) -> questions (1 yes / 2 no) ->
 `triage.protocols.evaluate`: a red flag (acuity 1) gets emergency advice and a warm transfer `<Dial>` to the
 clinic's on-call number, never the queue; otherwise the case is queued and the caller chooses 1 to hold
-(`<Enqueue>`) or 2 for a callback (`<Hangup>`), keeping their place either way.
+(`<Enqueue>`) or 2 for a callback (`<Hangup>`), keeping their place either way. While holding, the wait
+document offers 9 for worse symptoms: re-triage inside the wait document (`triage.retriage`; decision 0004).
 
 Rules kept everywhere: "0" reaches a nurse from any menu; no input or invalid input re-prompts at most
 `MAX_REPROMPTS` times, then the call is routed to a nurse (queued at `NURSE_ASSESSMENT_ACUITY` with what is
