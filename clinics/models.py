@@ -40,7 +40,10 @@ class Clinic(models.Model):
 
 
 class StaffMember(models.Model):
-    """A user's membership of one clinic, with a role, skills and languages (BCP-47 codes)."""
+    """A user's membership of one clinic, with a role, skills (lowercase slugs such as `pediatrics`, `spanish`,
+    `behavioral-health`), languages (BCP-47 codes) and `licensed_states` (USPS codes of the states where the
+    nurse holds a licence, or a multistate compact licence covers; routing offers a case whose caller is in a
+    state only to nurses licensed there)."""
 
     class Role(models.TextChoices):
         NURSE = "nurse", "Nurse"
@@ -52,6 +55,7 @@ class StaffMember(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     skills = models.JSONField(default=list, blank=True)
     languages = models.JSONField(default=list, blank=True)
+    licensed_states = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"
