@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import views
+from contactcenter import routing_views, views
 
 app_name = "console"
 urlpatterns = [
@@ -14,4 +14,17 @@ urlpatterns = [
     path("cases/<int:case_id>/accept/", views.case_accept, name="case-accept"),
     path("cases/<int:case_id>/release/", views.case_release, name="case-release"),
     path("cases/<int:case_id>/disposition/", views.case_disposition, name="case-disposition"),
+    # Clinic admins: routing rules, queues, business hours, holidays.
+    path("admin/routing/", routing_views.routing_page, name="routing-admin"),
+    path("admin/routing/rules/new/", routing_views.rule_edit, name="routing-rule-new"),
+    path("admin/routing/rules/<int:rule_id>/", routing_views.rule_edit, name="routing-rule"),
+    path("admin/routing/rules/<int:rule_id>/delete/", routing_views.rule_delete, name="routing-rule-delete"),
+    path("admin/routing/rules/<int:rule_id>/move/", routing_views.rule_move, name="routing-rule-move"),
+    path("admin/routing/queues/", routing_views.queue_add, name="routing-queue-add"),
+    path("admin/routing/hours/", routing_views.hours_add, name="routing-hours-add"),
+    path("admin/routing/hours/<int:hours_id>/delete/", routing_views.hours_delete, name="routing-hours-delete"),
+    path("admin/routing/holidays/", routing_views.holiday_add, name="routing-holiday-add"),
+    path(
+        "admin/routing/holidays/<int:holiday_id>/delete/", routing_views.holiday_delete, name="routing-holiday-delete"
+    ),
 ]

@@ -28,7 +28,7 @@ from ehr.types import EhrError
 from triage.dispositions import DISPOSITIONS
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
 from triage.models import Case, CaseState
-from triage.selectors import queue_list
+from triage.selectors import queue_list, routing_ledger
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -164,6 +164,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "dispositions": DISPOSITIONS,
             "default_disposition": case.suggested_disposition,
             "writebacks": selectors.writebacks_for_case(case=case),
+            "routing_ledger": routing_ledger(case=case),
         },
     )
 

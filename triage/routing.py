@@ -22,6 +22,7 @@ from django.db import connection
 from django.db.models import Q
 
 from clinics.models import Clinic
+from triage.models.case import Case
 from triage.models.routing import BusinessHours, Holiday, Queue, RoutingRule
 
 # A nurse with more skills than this is matched with PostgreSQL's jsonb `<@` only; the portable fallback
@@ -218,3 +219,65 @@ def why_ineligible(
     if required_license_state and required_license_state not in nurse.licensed_states:
         reasons.append(f"not licensed in {required_license_state}")
     return "; ".join(reasons) or None
+
+
+def facts_for_case(
+    case: Case, *, hours: Sequence[BusinessHours] | None = None, holidays: Iterable[date] | None = None
+) -> RoutingFacts:
+    """The routing facts of a stored case, as `case_enqueue` saw them (age at arrival in the clinic's timezone;
+    business hours as recorded, or recomputed for cases queued before routing existed)."""
+    clinic = case.clinic
+    arrived = case.arrived_at or case.created_at
+    in_hours = case.in_business_hours
+    if in_hours is None:
+        in_hours = is_business_hours(clinic, arrived, hours=hours, holidays=holidays)
+    return RoutingFacts(
+        acuity=case.acuity,
+        protocol_code=case.protocol_code,
+        age_years=age_in_years(case.patient_birth_date, arrived.astimezone(ZoneInfo(clinic.timezone)).date()),
+        language=case.language,
+        identified=bool(case.patient_fhir_id),
+        caller_state=case.caller_state,
+        in_business_hours=in_hours,
+    )
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One past case in the rule preview: does `rule` match it, would it have routed it (no earlier enabled
+    rule matches first), why not (`mismatch`), and the queue the case actually went to."""
+
+    case: Case
+    matches: bool
+    would_route: bool
+    mismatch: str
+    earlier_rule: str
+    actual_queue: str
+
+
+def preview_rule(rule: RoutingRule, cases: Sequence[Case], *, other_rules: Sequence[RoutingRule]) -> list[PreviewRow]:
+    """Evaluate `rule` (possibly unsaved) against `cases` of its clinic. `other_rules` are the clinic's other
+    rules; the enabled ones ordered before `rule` (by order, then id) take a case first."""
+    key = (rule.order, rule.pk if rule.pk is not None else 10**12)
+    earlier = sorted(
+        (r for r in other_rules if r.enabled and r.pk != rule.pk and (r.order, r.pk or 0) < key),
+        key=lambda r: (r.order, r.pk or 0),
+    )
+    hours = list(BusinessHours.objects.filter(clinic_id=rule.clinic_id))
+    holidays = set(Holiday.objects.filter(clinic_id=rule.clinic_id).values_list("date", flat=True))
+    rows = []
+    for case in cases:
+        facts = facts_for_case(case, hours=hours, holidays=holidays)
+        mismatch = rule_mismatch(rule, facts)
+        first = next((r for r in earlier if rule_mismatch(r, facts) is None), None) if mismatch is None else None
+        rows.append(
+            PreviewRow(
+                case=case,
+                matches=mismatch is None,
+                would_route=mismatch is None and first is None,
+                mismatch=mismatch or "",
+                earlier_rule=first.name if first else "",
+                actual_queue=case.queue.name if case.queue else "",
+            )
+        )
+    return rows
