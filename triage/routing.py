@@ -185,6 +185,11 @@ def route(facts: RoutingFacts, rules: Iterable[RoutingRule], *, default_queue: Q
     return RoutingDecision(queue=default_queue, reason=f"No rule matched -> {queue_name}")
 
 
+# Cases some nurses may not take: an unrelaxed skill requirement or a licensure state (partial index
+# `case_routing_restricted`); the claim records skips only when such a case is queued.
+RESTRICTED = (Q(skills_relaxed_at__isnull=True) & ~Q(required_skills=[])) | ~Q(required_license_state="")
+
+
 @dataclass(frozen=True)
 class NurseProfile:
     """What eligibility needs of a nurse: skill codes and licensed state codes (both as stored on StaffMember)."""

@@ -258,7 +258,10 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     all_queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED)
     # Routing: only cases whose required skills and licensure state this nurse holds (triage.routing).
     queued = all_queued.filter(routing.eligibility_q(profile))
-    heads = _level_heads(queued)
+    # Two cheap probes on partial indexes keep the common case (no boosts, no requirements) at five head lookups.
+    boosted = all_queued.filter(priority_boost_seconds__gt=0).exists()
+    restricted = all_queued.filter(routing.RESTRICTED).exists()
+    heads = _level_heads(queued, boosted=boosted)
     rates = priority.rates_for_targets({level: clinic.target_seconds(level) for level in range(1, 6)})
     chosen: Case | None = None
     chosen_head: _Head | None = None
@@ -267,7 +270,10 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
         if chosen is not None:
             chosen_head = head
             break
-    _record_skips(all_queued, profile=profile, nurse=nurse, rates=rates, now=now, better_than=chosen_head)
+    if restricted:
+        _record_skips(
+            all_queued, profile=profile, nurse=nurse, rates=rates, now=now, better_than=chosen_head, boosted=boosted
+        )
     if chosen is None:
         return None
     chosen.state = CaseState.RESERVED
@@ -295,10 +301,11 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     return chosen
 
 
-def _level_heads(queued: QuerySet[Case]) -> list[_Head]:
+def _level_heads(queued: QuerySet[Case], *, boosted: bool) -> list[_Head]:
     """The per-level heads of `queued` in one round trip: for each level, the oldest unboosted case (by
     `arrived_at`) and the boosted case with the earliest `priority_since`; `_Head.arrived_at` is the instant
-    the priority accrues from (arrival minus boost)."""
+    the priority accrues from (arrival minus boost). `boosted=False` (no boosted case queued) leaves out the
+    boosted lookups."""
     per_level = []
     for level in range(1, 6):
         at_level = queued.filter(acuity=level)
@@ -307,11 +314,12 @@ def _level_heads(queued: QuerySet[Case]) -> list[_Head]:
             .order_by("arrived_at", "pk")
             .values_list("pk", "acuity", "arrived_at", "priority_boost_seconds")[:1]
         )
-        per_level.append(
-            at_level.filter(priority_boost_seconds__gt=0)
-            .order_by("priority_since", "pk")
-            .values_list("pk", "acuity", "priority_since", "priority_boost_seconds")[:1]
-        )
+        if boosted:
+            per_level.append(
+                at_level.filter(priority_boost_seconds__gt=0)
+                .order_by("priority_since", "pk")
+                .values_list("pk", "acuity", "priority_since", "priority_boost_seconds")[:1]
+            )
     if connection.features.supports_slicing_ordering_in_compound:
         rows = list(per_level[0].union(*per_level[1:], all=True))
     else:  # SQLite (embedded run): no LIMIT inside a compound statement
@@ -334,11 +342,12 @@ def _record_skips(
     rates: dict[int, float],
     now: datetime,
     better_than: _Head | None,
+    boosted: bool,
 ) -> None:
     """Ledger `skipped` for the head-of-line cases (per-level heads of the whole queue) that rank above what
     the nurse got but that she may not take, once per case and nurse. Costs one more round trip of index
     lookups; cases behind a head are not examined (recorded only what is cheap and true)."""
-    ranked = priority.ranked(_level_heads(all_queued), rates=rates, now=now)
+    ranked = priority.ranked(_level_heads(all_queued, boosted=boosted), rates=rates, now=now)
     ahead = (
         ranked
         if better_than is None

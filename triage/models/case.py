@@ -115,6 +115,13 @@ class Case(models.Model):
                 condition=models.Q(priority_boost_seconds__gt=0),
             ),
             models.Index(fields=["state", "fallback_at"], name="case_routing_fallback_due"),
+            # Queued cases with routing requirements (`triage.routing.RESTRICTED`), for the claim's skip probe.
+            models.Index(
+                fields=["clinic", "state", "acuity", "arrived_at"],
+                name="case_routing_restricted",
+                condition=(models.Q(skills_relaxed_at__isnull=True) & ~models.Q(required_skills=[]))
+                | ~models.Q(required_license_state=""),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(acuity__gte=1, acuity__lte=5), name="case_acuity_1_5"),
