@@ -57,7 +57,10 @@ class Clinic(models.Model):
 
 
 class StaffMember(models.Model):
-    """A user's membership of one clinic, with a role, skills and languages (BCP-47 codes).
+    """A user's membership of one clinic, with a role, skills (lowercase slugs such as `pediatrics`, `spanish`,
+    `behavioral-health`), languages (BCP-47 codes) and `licensed_states` (USPS codes of the states where the
+    nurse holds a licence, or a multistate compact licence covers; routing offers a case whose caller is in a
+    state only to nurses licensed there).
 
     `phone` (E.164, may be "") receives surge pages; `on_shift` says whether the nurse is rostered now
     (off-shift nurses with a phone are the ones paged when a surge starts).
@@ -75,6 +78,7 @@ class StaffMember(models.Model):
     languages = models.JSONField(default=list, blank=True)
     phone = models.CharField(max_length=20, blank=True, help_text="E.164; surge pages are sent here")
     on_shift = models.BooleanField(default=True)
+    licensed_states = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"

@@ -31,7 +31,7 @@ from contactcenter.serializers import (
 from triage.dispositions import DISPOSITIONS
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
 from triage.models import Case, CaseState
-from triage.selectors import access_case, case_list, case_timeline
+from triage.selectors import access_case, case_list, case_timeline, routing_ledger
 
 
 class Conflict(exceptions.APIException):
@@ -67,7 +67,11 @@ class ClinicAPIView(APIView):
 def _detail(case: Case) -> dict[str, Any]:
     serializer = CaseDetailSerializer(
         case,
-        context={"timeline": case_timeline(case=case), "writebacks": selectors.writebacks_for_case(case=case)},
+        context={
+            "timeline": case_timeline(case=case),
+            "writebacks": selectors.writebacks_for_case(case=case),
+            "routing_ledger": routing_ledger(case=case),
+        },
     )
     data: dict[str, Any] = serializer.data
     return data

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from contactcenter.selectors import acuity_label, case_protocol_title, disposition_display
 from ehr.models import WriteBack
 from triage.dispositions import DISPOSITIONS
-from triage.models import CallbackAttempt, Case, CaseEvent
+from triage.models import CallbackAttempt, Case, CaseEvent, RoutingLedgerEntry
 
 
 class WriteBackSerializer(serializers.ModelSerializer[WriteBack]):
@@ -45,6 +45,47 @@ class CaseEventSerializer(serializers.ModelSerializer[CaseEvent]):
 
     def get_actor(self, event: CaseEvent) -> str | None:
         return event.actor.get_username() if event.actor else None
+
+
+class RoutingLedgerEntrySerializer(serializers.ModelSerializer[RoutingLedgerEntry]):
+    """One routing step: `kind` (routed, offered, skipped, timeout, relaxed, overflowed, escalated), `nurse`
+    (username or null) and the `reason`."""
+
+    nurse = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RoutingLedgerEntry
+        fields = ["kind", "at", "nurse", "reason"]
+        read_only_fields = fields
+
+    def get_nurse(self, entry: RoutingLedgerEntry) -> str | None:
+        return entry.nurse.get_username() if entry.nurse else None
+
+
+class RoutingSerializer(serializers.Serializer[Case]):
+    """Where routing put the case and who may take it (see `triage.models.RoutingRule`), with its ledger."""
+
+    queue = serializers.SerializerMethodField()
+    rule = serializers.SerializerMethodField()
+    required_skills = serializers.ListField(child=serializers.CharField(), read_only=True)
+    required_license_state = serializers.CharField(read_only=True)
+    priority_boost_seconds = serializers.IntegerField(read_only=True)
+    escalation_policy = serializers.CharField(read_only=True)
+    fallback_action = serializers.CharField(read_only=True)
+    fallback_at = serializers.DateTimeField(read_only=True)
+    skills_relaxed_at = serializers.DateTimeField(read_only=True)
+    ledger = serializers.SerializerMethodField()
+
+    def get_queue(self, case: Case) -> str | None:
+        return case.queue.slug if case.queue else None
+
+    def get_rule(self, case: Case) -> str | None:
+        return case.routing_rule.name if case.routing_rule else None
+
+    @extend_schema_field(RoutingLedgerEntrySerializer(many=True))
+    def get_ledger(self, case: Case) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = RoutingLedgerEntrySerializer(self.context["routing_ledger"], many=True).data
+        return data
 
 
 class AnswerSerializer(serializers.Serializer[dict[str, Any]]):
@@ -113,7 +154,8 @@ class CaseSerializer(serializers.ModelSerializer[Case]):
 class CaseDetailSerializer(CaseSerializer):
     """A case with the caller's answers, the timeline and the EHR write-back states.
 
-    Needs `context["timeline"]` (CaseEvents) and `context["writebacks"]` (WriteBacks).
+    Needs `context["timeline"]` (CaseEvents), `context["writebacks"]` (WriteBacks) and
+    `context["routing_ledger"]` (RoutingLedgerEntries).
     """
 
     callback_number = serializers.CharField(read_only=True, help_text="E.164")
@@ -122,6 +164,7 @@ class CaseDetailSerializer(CaseSerializer):
     note = serializers.CharField(read_only=True)
     timeline = serializers.SerializerMethodField()
     writebacks = serializers.SerializerMethodField()
+    routing = serializers.SerializerMethodField()
 
     class Meta(CaseSerializer.Meta):
         fields = [
@@ -132,8 +175,14 @@ class CaseDetailSerializer(CaseSerializer):
             "note",
             "timeline",
             "writebacks",
+            "routing",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(RoutingSerializer)
+    def get_routing(self, case: Case) -> dict[str, Any]:
+        data: dict[str, Any] = RoutingSerializer(case, context=self.context).data
+        return data
 
     @extend_schema_field(CaseEventSerializer(many=True))
     def get_timeline(self, case: Case) -> list[dict[str, Any]]:

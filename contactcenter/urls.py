@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import views
+from contactcenter import routing_views, views
 
 app_name = "console"
 urlpatterns = [
@@ -18,4 +18,17 @@ urlpatterns = [
     path("presence/", views.presence_set, name="presence"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/panels/", views.dashboard_panels, name="dashboard-panels"),
+    # Clinic admins: routing rules, queues, business hours, holidays.
+    path("admin/routing/", routing_views.routing_page, name="routing-admin"),
+    path("admin/routing/rules/new/", routing_views.rule_edit, name="routing-rule-new"),
+    path("admin/routing/rules/<int:rule_id>/", routing_views.rule_edit, name="routing-rule"),
+    path("admin/routing/rules/<int:rule_id>/delete/", routing_views.rule_delete, name="routing-rule-delete"),
+    path("admin/routing/rules/<int:rule_id>/move/", routing_views.rule_move, name="routing-rule-move"),
+    path("admin/routing/queues/", routing_views.queue_add, name="routing-queue-add"),
+    path("admin/routing/hours/", routing_views.hours_add, name="routing-hours-add"),
+    path("admin/routing/hours/<int:hours_id>/delete/", routing_views.hours_delete, name="routing-hours-delete"),
+    path("admin/routing/holidays/", routing_views.holiday_add, name="routing-holiday-add"),
+    path(
+        "admin/routing/holidays/<int:holiday_id>/delete/", routing_views.holiday_delete, name="routing-holiday-delete"
+    ),
 ]

@@ -31,7 +31,7 @@ from ehr.types import EhrError
 from triage.dispositions import DISPOSITIONS
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
 from triage.models import CallbackAttempt, Case, CaseState
-from triage.selectors import queue_list
+from triage.selectors import queue_list, routing_ledger
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -187,6 +187,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "can_callback": mine and case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS),
             "callback_attempts": list(case.callback_attempts.order_by("number")),
             "callback_results": CallbackAttempt.Result.choices,
+            "routing_ledger": routing_ledger(case=case),
         },
     )
 

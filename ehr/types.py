@@ -24,12 +24,14 @@ class EhrRejected(EhrError):
 
 @dataclass(frozen=True)
 class PatientMatch:
-    """A FHIR `Patient` found by phone. `display` is "Given Family"; `language` a BCP-47 code or ""."""
+    """A FHIR `Patient` found by phone. `display` is "Given Family"; `language` a BCP-47 code or "";
+    `state` the US state (two-letter, upper case) of the patient's home or first address, or "" if absent."""
 
     fhir_id: str
     display: str
     birth_date: date | None
     language: str = ""
+    state: str = ""
 
 
 @dataclass

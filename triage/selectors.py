@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from clinics.models import Clinic
 from clinics.selectors import staff_for_user
-from triage.models import Case, CaseEvent, CaseState
+from triage.models import Case, CaseEvent, CaseState, RoutingLedgerEntry, RoutingRule
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -52,3 +52,31 @@ def queue_position(*, case: Case) -> int:
         clinic_id=case.clinic_id, state=CaseState.QUEUED, acuity=case.acuity, arrived_at__lt=case.arrived_at
     ).count()
     return ahead + 1
+
+
+def routing_ledger(*, case: Case) -> QuerySet[RoutingLedgerEntry]:
+    """The case's routing ledger (routed, offered, skipped, timeout, relaxed, overflowed, escalated), oldest first."""
+    return (
+        RoutingLedgerEntry.objects.filter(case=case, clinic_id=case.clinic_id)
+        .select_related("nurse")
+        .order_by("at", "pk")
+    )
+
+
+def routing_rules(*, clinic: Clinic) -> QuerySet[RoutingRule]:
+    """The clinic's routing rules in evaluation order."""
+    return (
+        RoutingRule.objects.filter(clinic=clinic)
+        .select_related("target_queue", "fallback_queue")
+        .order_by("order", "pk")
+    )
+
+
+def cases_for_routing_preview(*, clinic: Clinic, limit: int = 100) -> list[Case]:
+    """The clinic's last `limit` routed cases (red-flag transfers are never queued, so never routed), newest first."""
+    return list(
+        Case.objects.filter(clinic=clinic)
+        .exclude(state=CaseState.TRANSFERRED)
+        .select_related("queue", "clinic")
+        .order_by("-created_at", "-pk")[:limit]
+    )

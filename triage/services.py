@@ -11,18 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from clinics import events
-from clinics.models import Clinic
-from triage import priority
+from clinics.models import Clinic, StaffMember
+from triage import priority, routing
 from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
-from triage.models import Case, CaseEvent, CaseState
+from triage.models import Case, CaseEvent, CaseState, Queue, RoutingLedgerEntry, RoutingRule
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,6 +40,41 @@ def case_add_event(
         summary=summary[:500],
         detail=detail or {},
         actor=actor if actor is not None and actor.is_authenticated else None,
+    )
+
+
+def routing_ledger_add(
+    *, case: Case, kind: str, reason: str, nurse: User | None = None, at: datetime | None = None
+) -> RoutingLedgerEntry:
+    """Append one routing ledger entry (`RoutingLedgerEntry.Kind`) to `case`; `reason` names rules, queues,
+    skills and states only (no PHI)."""
+    return RoutingLedgerEntry.objects.create(
+        case=case, clinic_id=case.clinic_id, kind=kind, reason=reason[:500], nurse=nurse, at=at or timezone.now()
+    )
+
+
+def queue_default_for(*, clinic: Clinic) -> Queue:
+    """The clinic's default queue ("General"), created on first use (clinics cannot import triage, so
+    `clinic_create` cannot make it; a data migration made it for the clinics that existed)."""
+    queue = Queue.objects.filter(clinic=clinic, is_default=True).first()
+    if queue is None:
+        queue, _ = Queue.objects.get_or_create(
+            clinic=clinic, slug="general", defaults={"name": "General", "is_default": True}
+        )
+        if not queue.is_default:
+            Queue.objects.filter(pk=queue.pk).update(is_default=True)
+            queue.is_default = True
+    return queue
+
+
+def nurse_profile(*, nurse: User, clinic: Clinic) -> routing.NurseProfile:
+    """The nurse's skills and licensed states in `clinic` (none when she is not staff of it)."""
+    member = StaffMember.objects.filter(user_id=nurse.pk, clinic=clinic).values("skills", "licensed_states").first()
+    if member is None:
+        return routing.NurseProfile(skills=frozenset(), licensed_states=frozenset())
+    return routing.NurseProfile(
+        skills=frozenset(str(s).lower() for s in member["skills"] or []),
+        licensed_states=frozenset(str(s).upper() for s in member["licensed_states"] or []),
     )
 
 
@@ -59,14 +95,36 @@ def case_enqueue(
     patient_birth_date: date | None = None,
     ehr_context_pending: bool = False,
     contact_preference: str = Case.ContactPreference.CALLBACK,
+    caller_state: str = "",
 ) -> Case:
-    """Create a case in state `queued` with `arrived_at = now` and announce `case.queued`.
+    """Create a case in state `queued` with `arrived_at = now`, route it, and announce `case.queued`.
 
-    `acuity` is the CTAS level 1-5 (ValueError otherwise); `callback_number` E.164.
+    `acuity` is the CTAS level 1-5 (ValueError otherwise); `callback_number` E.164; `caller_state` the USPS
+    code of the patient's address ("" when unknown). Routing (`triage.routing.route` over the clinic's rules,
+    facts from these arguments, the age at arrival in the clinic's timezone and its business hours) sets the
+    case's queue, required skills, licensure state, priority boost, escalation policy and fallback, and
+    writes a `routed` ledger entry with the reason.
     """
     if not 1 <= int(acuity) <= 5:
         raise ValueError(f"acuity must be 1..5, got {acuity!r}")
     now = timezone.now()
+    caller_state = (caller_state or "").strip().upper()
+    in_hours = routing.is_business_hours(clinic, now)
+    facts = routing.RoutingFacts(
+        acuity=int(acuity),
+        protocol_code=protocol_code,
+        age_years=routing.age_in_years(patient_birth_date, timezone.localtime(now, ZoneInfo(clinic.timezone)).date()),
+        language=language,
+        identified=bool(patient_fhir_id),
+        caller_state=caller_state,
+        in_business_hours=in_hours,
+    )
+    decision = routing.route(
+        facts,
+        RoutingRule.objects.filter(clinic=clinic, enabled=True).select_related("target_queue", "fallback_queue"),
+        default_queue=queue_default_for(clinic=clinic),
+    )
+    boost = decision.priority_boost_seconds
     case = Case.objects.create(
         clinic=clinic,
         state=CaseState.QUEUED,
@@ -84,7 +142,22 @@ def case_enqueue(
         ehr_context_pending=ehr_context_pending,
         contact_preference=contact_preference,
         arrived_at=now,
+        caller_state=caller_state,
+        in_business_hours=in_hours,
+        queue=decision.queue,
+        routing_rule=decision.rule,
+        required_skills=list(decision.required_skills),
+        required_license_state=decision.required_license_state,
+        priority_boost_seconds=boost,
+        priority_since=now - timedelta(seconds=boost) if boost else None,
+        escalation_policy=decision.escalation_policy,
+        fallback_action=decision.fallback_action,
+        fallback_at=(
+            now + timedelta(minutes=decision.fallback_after_minutes) if decision.fallback_after_minutes else None
+        ),
+        fallback_queue=decision.fallback_queue,
     )
+    routing_ledger_add(case=case, kind=RoutingLedgerEntry.Kind.ROUTED, reason=decision.reason, at=now)
     case_add_event(
         case=case,
         kind=CaseEvent.Kind.ENQUEUED,
@@ -152,7 +225,8 @@ class _Head:
 
     pk: int
     acuity: int
-    arrived_at: datetime | None
+    arrived_at: datetime | None  # the instant priority accrues from: arrival, minus the boost if any
+    boosted: bool = False
 
 
 def _open_case_of(nurse: User, clinic: Clinic) -> Case | None:
@@ -180,28 +254,29 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     existing = _open_case_of(nurse, clinic)
     if existing is not None:
         return existing
+    profile = nurse_profile(nurse=nurse, clinic=clinic)
     # A callback case whose last attempt went unanswered keeps its place but is not due before `callback_due_at`.
-    queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED).filter(
+    all_queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED).filter(
         Q(callback_due_at__isnull=True) | Q(callback_due_at__lte=now)
     )
-    # The five per-level heads in one round trip: UNION ALL of one index-ordered LIMIT 1 per level.
-    per_level = [
-        queued.filter(acuity=level).order_by("arrived_at", "pk").values("pk", "acuity", "arrived_at")[:1]
-        for level in range(1, 6)
-    ]
-    if connection.features.supports_slicing_ordering_in_compound:
-        rows = list(per_level[0].union(*per_level[1:], all=True))
-    else:  # SQLite (embedded run): no LIMIT inside a compound statement
-        rows = [row for qs in per_level for row in qs]
-    heads = [_Head(**row) for row in rows]
+    # Routing: only cases whose required skills and licensure state this nurse holds (triage.routing).
+    queued = all_queued.filter(routing.eligibility_q(profile))
+    # Two cheap probes on partial indexes keep the common case (no boosts, no requirements) at five head lookups.
+    boosted = all_queued.filter(priority_boost_seconds__gt=0).exists()
+    restricted = all_queued.filter(routing.RESTRICTED).exists()
+    heads = _level_heads(queued, boosted=boosted)
     rates = priority.rates_for_targets({level: clinic.target_seconds(level) for level in range(1, 6)})
     chosen: Case | None = None
+    chosen_head: _Head | None = None
     for head in priority.ranked(heads, rates=rates, now=now):
-        chosen = (
-            queued.filter(acuity=head.acuity).order_by("arrived_at", "pk").select_for_update(skip_locked=True).first()
-        )
+        chosen = _head_query(queued, head).select_for_update(skip_locked=True).first()
         if chosen is not None:
+            chosen_head = head
             break
+    if restricted:
+        _record_skips(
+            all_queued, profile=profile, nurse=nurse, rates=rates, now=now, better_than=chosen_head, boosted=boosted
+        )
     if chosen is None:
         return None
     chosen.state = CaseState.RESERVED
@@ -209,15 +284,105 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     chosen.reserved_at = now
     chosen.reservation_expires_at = now + timedelta(seconds=settings.TRIAGE_RESERVATION_SECONDS)
     chosen.save(update_fields=["state", "reserved_by", "reserved_at", "reservation_expires_at"])
+    wait_seconds = int((now - chosen.arrived_at).total_seconds()) if chosen.arrived_at else None
     case_add_event(
         case=chosen,
         kind=CaseEvent.Kind.RESERVED,
         summary=f"Reserved by {_name(nurse)}",
         actor=nurse,
-        detail={"wait_seconds": int((now - chosen.arrived_at).total_seconds()) if chosen.arrived_at else None},
+        detail={"wait_seconds": wait_seconds},
+    )
+    routing_ledger_add(
+        case=chosen,
+        kind=RoutingLedgerEntry.Kind.OFFERED,
+        nurse=nurse,
+        at=now,
+        reason=f"Offered to {_name(nurse)} after {wait_seconds or 0} s"
+        + (f" in {chosen.queue.name}" if chosen.queue_id and chosen.queue else ""),
     )
     events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
     return chosen
+
+
+def _level_heads(queued: QuerySet[Case], *, boosted: bool) -> list[_Head]:
+    """The per-level heads of `queued` in one round trip: for each level, the oldest unboosted case (by
+    `arrived_at`) and the boosted case with the earliest `priority_since`; `_Head.arrived_at` is the instant
+    the priority accrues from (arrival minus boost). `boosted=False` (no boosted case queued) leaves out the
+    boosted lookups."""
+    per_level = []
+    for level in range(1, 6):
+        at_level = queued.filter(acuity=level)
+        per_level.append(
+            at_level.filter(priority_boost_seconds=0)
+            .order_by("arrived_at", "pk")
+            .values_list("pk", "acuity", "arrived_at", "priority_boost_seconds")[:1]
+        )
+        if boosted:
+            per_level.append(
+                at_level.filter(priority_boost_seconds__gt=0)
+                .order_by("priority_since", "pk")
+                .values_list("pk", "acuity", "priority_since", "priority_boost_seconds")[:1]
+            )
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(per_level[0].union(*per_level[1:], all=True))
+    else:  # SQLite (embedded run): no LIMIT inside a compound statement
+        rows = [row for qs in per_level for row in qs]
+    return [_Head(pk=pk, acuity=acuity, arrived_at=since, boosted=boost > 0) for pk, acuity, since, boost in rows]
+
+
+def _head_query(queued: QuerySet[Case], head: _Head) -> QuerySet[Case]:
+    """The queryset whose first row is `head`'s line: the boosted or the unboosted cases of its level."""
+    if head.boosted:
+        return queued.filter(acuity=head.acuity, priority_boost_seconds__gt=0).order_by("priority_since", "pk")
+    return queued.filter(acuity=head.acuity, priority_boost_seconds=0).order_by("arrived_at", "pk")
+
+
+def _record_skips(
+    all_queued: QuerySet[Case],
+    *,
+    profile: routing.NurseProfile,
+    nurse: User,
+    rates: dict[int, float],
+    now: datetime,
+    better_than: _Head | None,
+    boosted: bool,
+) -> None:
+    """Ledger `skipped` for the head-of-line cases (per-level heads of the whole queue) that rank above what
+    the nurse got but that she may not take, once per case and nurse. Costs one more round trip of index
+    lookups; cases behind a head are not examined (recorded only what is cheap and true)."""
+    ranked = priority.ranked(_level_heads(all_queued, boosted=boosted), rates=rates, now=now)
+    ahead = (
+        ranked
+        if better_than is None
+        else ranked[: next((i for i, h in enumerate(ranked) if h.pk == better_than.pk), len(ranked))]
+    )
+    if not ahead:
+        return
+    cases = Case.objects.filter(pk__in=[h.pk for h in ahead]).only(
+        "pk", "clinic_id", "required_skills", "required_license_state", "skills_relaxed_at"
+    )
+    already = set(
+        RoutingLedgerEntry.objects.filter(
+            case_id__in=[h.pk for h in ahead], kind=RoutingLedgerEntry.Kind.SKIPPED, nurse_id=nurse.pk
+        ).values_list("case_id", flat=True)
+    )
+    for case in cases:
+        if case.pk in already:
+            continue
+        why = routing.why_ineligible(
+            required_skills=case.required_skills,
+            required_license_state=case.required_license_state,
+            skills_relaxed=case.skills_relaxed_at is not None,
+            nurse=profile,
+        )
+        if why:
+            routing_ledger_add(
+                case=case,
+                kind=RoutingLedgerEntry.Kind.SKIPPED,
+                nurse=nurse,
+                at=now,
+                reason=f"Skipped for {_name(nurse)}: {why}",
+            )
 
 
 def _lock_own_case(*, case_id: int, clinic: Clinic, nurse: User) -> Case:
@@ -281,7 +446,60 @@ def case_expire_reservations(*, now: datetime | None = None) -> int:
             state=CaseState.RESERVED, reservation_expires_at__lt=now
         )
         for case in expired:
+            nurse = case.reserved_by
             _requeue(case, reason="reservation_expired", summary="Reservation not accepted in time; back in queue")
+            routing_ledger_add(
+                case=case,
+                kind=RoutingLedgerEntry.Kind.TIMEOUT,
+                nurse=nurse,
+                at=now,
+                reason=f"Reservation by {_name(nurse) if nurse else 'a nurse'} not accepted in time; back in line",
+            )
+            count += 1
+    return count
+
+
+def case_apply_routing_fallbacks(*, now: datetime | None = None) -> int:
+    """Apply the routing fallback of every queued case whose `fallback_at` has passed; returns how many.
+
+    `relax_skills`: the skill requirement no longer restricts who is offered the case (`skills_relaxed_at`),
+    ledger `relaxed`. `overflow`: the case moves to its `fallback_queue` and the skill requirement is
+    relaxed likewise, ledger `overflowed`. The licensure state is never relaxed (see `triage.routing`). The
+    case keeps its arrival time and place in line. Runs from Celery beat (`triage.tasks.apply_routing_fallbacks`);
+    safe to run concurrently (SKIP LOCKED) and repeatedly (a case is relaxed once).
+    """
+    now = now or timezone.now()
+    count = 0
+    with transaction.atomic():
+        due = (
+            Case.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(state=CaseState.QUEUED, fallback_at__lte=now, skills_relaxed_at__isnull=True)
+            .exclude(fallback_action="")
+            .select_related("queue", "fallback_queue")
+            .order_by("fallback_at", "pk")
+        )
+        for case in due:
+            skills = ", ".join(case.required_skills) or "none"
+            waited = int((now - case.arrived_at).total_seconds() // 60) if case.arrived_at else 0
+            case.skills_relaxed_at = now
+            fields = ["skills_relaxed_at"]
+            if case.fallback_action == RoutingRule.FallbackAction.OVERFLOW and case.fallback_queue is not None:
+                source = case.queue.name if case.queue else "default queue"
+                case.queue = case.fallback_queue
+                fields.append("queue")
+                kind = RoutingLedgerEntry.Kind.OVERFLOWED
+                reason = (
+                    f"No nurse with skills {skills} within {waited} min: overflowed from {source} to "
+                    f"{case.fallback_queue.name}, skill requirement relaxed"
+                )
+            else:
+                kind = RoutingLedgerEntry.Kind.RELAXED
+                reason = f"No nurse with skills {skills} within {waited} min: skill requirement relaxed"
+            if case.required_license_state:
+                reason += f" (licence in {case.required_license_state} still required)"
+            case.save(update_fields=fields)
+            routing_ledger_add(case=case, kind=kind, reason=reason, at=now)
+            events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["routing"]})
             count += 1
     return count
 

@@ -130,6 +130,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Reservations not accepted in time go back to the queue (DESIGN §5).
     "triage-expire-reservations": {"task": "triage.tasks.expire_reservations", "schedule": 10.0},
+    # Routing fallbacks: relax the skill requirement or overflow to another queue after N minutes.
+    "triage-routing-fallbacks": {"task": "triage.tasks.apply_routing_fallbacks", "schedule": 30.0},
     # Outbox sweep: write-backs due for a (re)try; the on-commit dispatch is only the fast path.
     "ehr-writeback-sweep": {"task": "ehr.tasks.writeback_sweep", "schedule": 15.0},
     # Outbound SMS still unsent (worker crashed, provider down).

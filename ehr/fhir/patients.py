@@ -28,11 +28,30 @@ def patient_language(patient: Patient) -> str:
     return ""
 
 
+def patient_state(patient: Patient) -> str:
+    """The US state of the patient's home address (else the first address with a state), upper case; "" if none.
+
+    FHIR R4 `Address.state` holds the USPS code for US addresses (US Core); a value that is not two letters
+    (a spelled-out name, a foreign region) gives "".
+    """
+    addresses = list(patient.address or [])
+    addresses.sort(key=lambda a: 0 if a.use == "home" else 1)
+    for address in addresses:
+        state = (address.state or "").strip().upper()
+        if state:
+            return state if len(state) == 2 and state.isalpha() else ""
+    return ""
+
+
 def to_match(patient: Patient) -> PatientMatch:
     """Summarise a fhirclient `Patient` as a `PatientMatch`."""
     birth: date | None = patient.birthDate.date if patient.birthDate else None
     return PatientMatch(
-        fhir_id=str(patient.id), display=patient_display(patient), birth_date=birth, language=patient_language(patient)
+        fhir_id=str(patient.id),
+        display=patient_display(patient),
+        birth_date=birth,
+        language=patient_language(patient),
+        state=patient_state(patient),
     )
 
 

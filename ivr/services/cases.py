@@ -44,6 +44,12 @@ def _patient_fields(leg: CallLeg) -> dict[str, Any]:
     return {}
 
 
+def _caller_state(leg: CallLeg) -> str:
+    """Routing's "caller's state": the US state of the confirmed patient's FHIR address, else "" (unknown)."""
+    patient = leg.collected.get("patient") or {}
+    return str(patient.get("state") or "")
+
+
 def ehr_pending(leg: CallLeg) -> bool:
     """True when the EHR could not be searched during the call and no patient was confirmed."""
     return leg.ehr_status == EhrStatus.UNAVAILABLE and not leg.collected.get("patient")
@@ -81,6 +87,7 @@ def case_enqueue_from_leg(
         suggested_disposition=suggested_disposition,
         ehr_context_pending=ehr_pending(leg),
         contact_preference=Case.ContactPreference.HOLD,
+        caller_state=_caller_state(leg),
         **_patient_fields(leg),
     )
     case_add_event(

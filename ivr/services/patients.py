@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PhoneLookup:
     """Result of the caller-ID search: `status` (an `EhrStatus` value) and the `candidates`, each
-    `{"fhir_id", "display", "birth_date": "YYYY-MM-DD" | None}` (JSON-ready for `CallLeg.candidate_patients`)."""
+    `{"fhir_id", "display", "birth_date": "YYYY-MM-DD" | None, "state": "MA" | ""}` (JSON-ready for
+    `CallLeg.candidate_patients`)."""
 
     status: str
     candidates: list[dict[str, Any]] = field(default_factory=list)
@@ -34,6 +35,7 @@ def candidate_of(match: PatientMatch) -> dict[str, Any]:
         "fhir_id": match.fhir_id,
         "display": match.display,
         "birth_date": match.birth_date.isoformat() if match.birth_date else None,
+        "state": match.state,
     }
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from clinics.models import Clinic
+from triage.models.routing import Queue, RoutingRule
 
 
 class CaseState(models.TextChoices):
@@ -89,11 +90,41 @@ class Case(models.Model):
     abandoned_at = models.DateTimeField(null=True, blank=True)
     transferred_at = models.DateTimeField(null=True, blank=True)
 
+    # Routing (`triage.routing.route` at enqueue; see RoutingRule for the meaning of each action).
+    caller_state = models.CharField(max_length=2, blank=True, help_text="US state of the patient's address, or ''")
+    in_business_hours = models.BooleanField(null=True, blank=True, help_text="Arrived in the clinic's hours")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="cases")
+    routing_rule = models.ForeignKey(RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    required_skills = models.JSONField(default=list, blank=True)
+    required_license_state = models.CharField(max_length=2, blank=True)
+    priority_boost_seconds = models.PositiveIntegerField(default=0)
+    # `arrived_at - priority_boost_seconds`, set only for boosted cases: they are ranked by this instant, so a
+    # boosted case is FIFO among the boosted cases of its level (DESIGN §5 stays O(levels)).
+    priority_since = models.DateTimeField(null=True, blank=True)
+    escalation_policy = models.CharField(max_length=64, blank=True)
+    fallback_at = models.DateTimeField(null=True, blank=True, help_text="When the rule's fallback applies")
+    fallback_action = models.CharField(max_length=16, blank=True)
+    fallback_queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    skills_relaxed_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         indexes = [
             # The per-level queue heads (DESIGN §5): one index range scan per acuity level.
             models.Index(fields=["clinic", "state", "acuity", "arrived_at"], name="case_queue_head"),
             models.Index(fields=["state", "reservation_expires_at"], name="case_reservation_expiry"),
+            models.Index(
+                fields=["clinic", "state", "acuity", "priority_since"],
+                name="case_boosted_queue_head",
+                condition=models.Q(priority_boost_seconds__gt=0),
+            ),
+            models.Index(fields=["state", "fallback_at"], name="case_routing_fallback_due"),
+            # Queued cases with routing requirements (`triage.routing.RESTRICTED`), for the claim's skip probe.
+            models.Index(
+                fields=["clinic", "state", "acuity", "arrived_at"],
+                name="case_routing_restricted",
+                condition=(models.Q(skills_relaxed_at__isnull=True) & ~models.Q(required_skills=[]))
+                | ~models.Q(required_license_state=""),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(acuity__gte=1, acuity__lte=5), name="case_acuity_1_5"),
