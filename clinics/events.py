@@ -17,8 +17,9 @@ Event types and payloads (all ids are CareLine database ids; payloads carry no P
 | `case.closed`      | `{"case_id", "disposition"}`              | disposition recorded, case closed          |
 | `case.transferred` | `{"case_id"}`                             | red flag: warm transfer, never queued      |
 | `case.abandoned`   | `{"case_id"}`                             | the caller left before a case was worked   |
-| `case.updated`     | `{"case_id", "fields": [...]}`            | EHR context filled in, contact preference   |
+| `case.updated`     | `{"case_id", "fields": [...]}`            | EHR context, contact preference, acuity   |
 | `writeback.changed`| `{"case_id", "target", "state"}`          | an outbox row changed state                |
+| `acuity_override.requested` | `{"case_id", "override_id"}` | lowering asked: supervisor to co-sign |
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ EVENT_TYPES = frozenset(
         "case.abandoned",
         "case.updated",
         "writeback.changed",
+        "acuity_override.requested",
     }
 )
 
