@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import views
+from contactcenter import admin_views, views
 
 app_name = "console"
 urlpatterns = [
@@ -14,4 +14,15 @@ urlpatterns = [
     path("cases/<int:case_id>/accept/", views.case_accept, name="case-accept"),
     path("cases/<int:case_id>/release/", views.case_release, name="case-release"),
     path("cases/<int:case_id>/disposition/", views.case_disposition, name="case-disposition"),
+    path("cases/<int:case_id>/acuity/", views.case_acuity, name="case-acuity"),
+    path("cases/<int:case_id>/acuity/<int:override_id>/cosign/", views.acuity_cosign, name="case-acuity-cosign"),
+    path("admin/protocols/", admin_views.protocol_list, name="admin-protocols"),
+    path("admin/protocols/install/", admin_views.library_install, name="admin-protocols-install"),
+    path("admin/protocols/<int:protocol_id>/", admin_views.protocol_detail, name="admin-protocol"),
+    path("admin/protocols/<int:protocol_id>/edit/", admin_views.protocol_edit, name="admin-protocol-edit"),
+    path(
+        "admin/protocols/<int:protocol_id>/versions/<int:version_id>/activate/",
+        admin_views.version_activate,
+        name="admin-protocol-activate",
+    ),
 ]

@@ -23,7 +23,7 @@ from triage.protocol_library import LIBRARY, LIBRARY_VERSION
 
 if TYPE_CHECKING:
     from clinics.models import Clinic
-    from triage.models import ProtocolVersion
+    from triage.models import Case, ProtocolVersion
 
 # The version string of the built-in library (cases triaged with it record this).
 PROTOCOL_VERSION = LIBRARY_VERSION
@@ -163,6 +163,19 @@ def get_protocol_version(version_id: int) -> Protocol:
     from triage.models import ProtocolVersion
 
     return from_version(ProtocolVersion.objects.select_related("protocol", "clinic").get(pk=version_id))
+
+
+def case_protocol(case: Case) -> Protocol | None:
+    """The protocol a case was triaged with: its recorded version, else the clinic's (or library's)
+    protocol of the same code; None when the case has no (known) protocol."""
+    if case.protocol_version_ref_id is not None:
+        return get_protocol_version(case.protocol_version_ref_id)
+    if not case.protocol_code:
+        return None
+    try:
+        return get_protocol(case.protocol_code, clinic=case.clinic)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
