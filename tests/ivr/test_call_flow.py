@@ -367,3 +367,73 @@ def test_red_flag_while_ehr_is_down_marks_the_transferred_case_pending(personas,
     phone.press(YES)
     case = Case.objects.get()
     assert case.state == CaseState.TRANSFERRED and case.ehr_context_pending is True
+
+
+def _topics(phone: Phone) -> list[str]:
+    return [s for s in phone.says if s.startswith("For ") and not s.endswith("press 9.")]
+
+
+def test_the_menu_pages_eight_topics_at_a_time_and_9_wraps_around(personas, fhir, client: Client):
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    assert "If the call is about an adult, press 1." in " ".join(phone.says)
+    phone.press(ADULT)
+    first_page = _topics(phone)
+    assert len(first_page) == 8 and first_page[0] == "For chest pain, press 1."
+    assert "For more choices, press 9." in phone.says
+    phone.press("9")
+    second_page = _topics(phone)
+    assert len(second_page) == 8 and not set(second_page) & set(first_page)
+    phone.press("9")
+    last_page = _topics(phone)
+    assert 1 <= len(last_page) <= 8 and "To hear the first choices again, press 9." in phone.says
+    phone.press("9")
+    assert _topics(phone) == first_page
+    phone.press("9")
+    digit = next(s for s in phone.says if "a mental health crisis" in s).split("press ")[1].rstrip(".")
+    phone.press(digit)
+    assert phone.step() == "question"
+    assert "thinking about suicide" not in " ".join(phone.says)  # the first question is the most serious one
+    assert "hurt themselves or someone else" in " ".join(phone.says)
+
+
+def test_the_child_menu_offers_pediatric_topics_not_adult_only_ones(personas, fhir, client: Client):
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    phone.press("2")  # about a child
+    spoken = " ".join(phone.says)
+    assert "For a newborn concern, press 1." in spoken and "fever in a child" in spoken
+    assert "chest pain" not in spoken and "abdominal pain" not in spoken
+    phone.press("2")  # fever in a child
+    phone.press(NO)  # limp / seizure
+    phone.press(YES)  # younger than three months -> ED now
+    case = Case.objects.get()
+    assert case.protocol_code == "child-fever" and case.acuity == 2 and case.suggested_disposition == "ed-now"
+
+
+def test_a_call_keeps_the_version_it_started_with_when_a_new_one_is_activated(personas, fhir, client: Client):
+    from triage.models import Protocol
+    from triage.protocol_versions import protocol_draft_create, protocol_version_activate
+
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    _choose(phone, ABDOMINAL_PAIN)
+    phone.press(NO)  # first question of version 1
+    abdominal = Protocol.objects.get(clinic=personas.north, code="abdominal-pain")
+    v1 = abdominal.versions.get()
+    draft = protocol_draft_create(
+        clinic=personas.north,
+        protocol_id=abdominal.pk,
+        author=personas.bob,
+        title_en="abdominal pain",
+        title_es="dolor abdominal",
+        questions=[{"id": "ab-only", "text_en": "Only question?", "text_es": "¿Única?", "disposition": "home-care"}],
+        default_disposition="home-care",
+    )
+    protocol_version_activate(clinic=personas.north, version_id=draft.pk, actor=personas.bob)
+    phone.press(NO)
+    phone.press(YES)  # ab-right in version 1
+    case = Case.objects.get()
+    assert case.protocol_version_ref == v1 and case.protocol_version == "1"
+    assert [a["question"] for a in case.answers] == ["ab-shock", "ab-severe", "ab-right"]
+    assert case.acuity == 3
