@@ -18,9 +18,10 @@ Event types and payloads (all ids are CareLine database ids; payloads carry no P
 | `case.closed`      | `{"case_id", "disposition"}`              | disposition recorded, case closed          |
 | `case.transferred` | `{"case_id"}`                             | red flag: warm transfer, never queued      |
 | `case.abandoned`   | `{"case_id"}`                             | the caller left before a case was worked   |
-| `case.updated`     | `{"case_id", "fields": [...]}`            | EHR context filled in, contact preference   |
+| `case.updated`     | `{"case_id", "fields": [...]}`            | EHR context, contact preference, acuity   |
 | `writeback.changed`| `{"case_id", "target", "state"}`          | an outbox row changed state                |
 | `callback.attempted`| `{"case_id", "number", "result"}`        | a nurse recorded a callback attempt        |
+| `acuity_override.requested` | `{"case_id", "override_id"}` | lowering asked: supervisor to co-sign |
 
 Supervisor-only events go to the group `supervisors.<clinic_id>`, which only supervisors' and clinic
 admins' consoles join (nurses never receive them):
@@ -58,6 +59,7 @@ EVENT_TYPES = frozenset(
         "case.updated",
         "writeback.changed",
         "callback.attempted",
+        "acuity_override.requested",
     }
 )
 

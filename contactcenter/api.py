@@ -19,18 +19,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinics.selectors import NotStaff, staff_for_user
-from contactcenter import escalation, selectors, services
+from contactcenter import escalation, protocols, selectors, services
 from contactcenter.serializers import (
+    AcuityChangeInputSerializer,
+    AcuityOverrideSerializer,
     CallbackAttemptInputSerializer,
     CaseDetailSerializer,
     CaseSerializer,
+    CosignInputSerializer,
     DispositionInputSerializer,
     DispositionSerializer,
     ErrorSerializer,
+    ProtocolSerializer,
 )
-from triage.dispositions import DISPOSITIONS
-from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
-from triage.models import Case, CaseState
+from triage.dispositions import ladder_for
+from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
+from triage.models import AcuityOverride, Case, CaseState, Protocol, ProtocolVersion
 from triage.selectors import access_case, case_list, case_timeline, routing_ledger
 
 
@@ -61,6 +65,14 @@ class ClinicAPIView(APIView):
             exc = Conflict(str(exc))
         elif isinstance(exc, UnknownDisposition):
             exc = exceptions.ValidationError({"disposition": ["Unknown disposition code."]})
+        elif isinstance(exc, (Protocol.DoesNotExist, ProtocolVersion.DoesNotExist)):
+            exc = exceptions.NotFound("No such protocol (version) in your clinic.")
+        elif isinstance(exc, AcuityOverride.DoesNotExist):
+            exc = exceptions.NotFound("No such acuity change in your clinic.")
+        elif isinstance(exc, OverrideNotAllowed):
+            exc = exceptions.PermissionDenied(str(exc))
+        elif isinstance(exc, InvalidOverride):
+            exc = exceptions.ValidationError({"detail": [str(exc)]})
         return super().handle_exception(exc)
 
 
@@ -181,15 +193,17 @@ class CaseDispositionApi(ClinicAPIView):
 
 
 class DispositionListApi(ClinicAPIView):
-    """The disposition ladder (`triage.dispositions`), most urgent first, with the acuity each implies."""
+    """My clinic's disposition ladder (`triage.dispositions.ladder_for`), most urgent first, with the acuity
+    each implies (the default ladder when the clinic has not configured its own)."""
 
     @extend_schema(
         operation_id="dispositions_list",
-        summary="The disposition ladder, most urgent first",
-        responses={200: DispositionSerializer(many=True)},
+        summary="My clinic's disposition ladder, most urgent first",
+        responses={200: DispositionSerializer(many=True), 403: ERRORS[403]},
     )
     def get(self, request: Request) -> Response:
-        return Response(DispositionSerializer(DISPOSITIONS, many=True).data)
+        staff = staff_for_user(request.user)
+        return Response(DispositionSerializer(ladder_for(staff.clinic), many=True).data)
 
 
 class CaseCallbackAttemptApi(ClinicAPIView):
@@ -221,3 +235,86 @@ class CaseCallbackAttemptApi(ClinicAPIView):
             user=request.user, case_id=case_id, result=payload.validated_data["result"]
         )
         return Response(_detail(access_case(user=request.user, case_id=outcome.case.pk)))
+
+
+class ProtocolListApi(ClinicAPIView):
+    """My clinic's symptom protocols in IVR menu order, each with its versions."""
+
+    @extend_schema(
+        operation_id="protocols_list",
+        summary="My clinic's protocols and their versions",
+        responses={200: ProtocolSerializer(many=True), 403: ERRORS[403]},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(ProtocolSerializer(protocols.protocol_list(user=request.user), many=True).data)
+
+
+class ProtocolQuestionnaireApi(ClinicAPIView):
+    """A protocol version as a FHIR R4 Questionnaire (the active version unless `?version=N`)."""
+
+    @extend_schema(
+        operation_id="protocols_questionnaire",
+        summary="A protocol version as a FHIR R4 Questionnaire",
+        description=(
+            "url `urn:careline:protocol:<code>`, version, status (draft/active/retired); one boolean item per "
+            'question, most serious first, with the disposition a "yes" implies as an extension.'
+        ),
+        parameters=[OpenApiParameter("version", OpenApiTypes.INT, description="Version number (default: active)")],
+        responses={200: OpenApiTypes.OBJECT, 403: ERRORS[403], 404: ERRORS[404]},
+    )
+    def get(self, request: Request, protocol_id: int) -> Response:
+        raw = request.query_params.get("version")
+        if raw is not None and not raw.isdigit():
+            raise exceptions.ValidationError({"version": ["A version number."]})
+        version = protocols.version_get(user=request.user, protocol_id=protocol_id, version=int(raw) if raw else None)
+        return Response(protocols.questionnaire_for(version), content_type="application/fhir+json")
+
+
+class CaseAcuityApi(ClinicAPIView):
+    """Change a case's acuity with a reason: raising applies at once, lowering waits for a supervisor."""
+
+    @extend_schema(
+        operation_id="cases_acuity_change",
+        summary="Raise (applies now) or lower (needs a supervisor co-sign) a case's acuity",
+        request=AcuityChangeInputSerializer,
+        responses={
+            201: AcuityOverrideSerializer,
+            400: OpenApiResponse(description="No reason, same level, case not open, lowering already pending."),
+            403: ERRORS[403],
+            404: ERRORS[404],
+        },
+    )
+    def post(self, request: Request, case_id: int) -> Response:
+        access_case(user=request.user, case_id=case_id)  # another clinic's case: 404 before validation
+        payload = AcuityChangeInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        override = services.acuity_change(
+            user=request.user,
+            case_id=case_id,
+            to_acuity=payload.validated_data["acuity"],
+            reason=payload.validated_data["reason"],
+        )
+        return Response(AcuityOverrideSerializer(override).data, status=status.HTTP_201_CREATED)
+
+
+class AcuityOverrideCosignApi(ClinicAPIView):
+    """A supervisor co-signs (`approve: true`, applies the lower acuity) or declines a pending lowering."""
+
+    @extend_schema(
+        operation_id="acuity_overrides_cosign",
+        summary="Co-sign or decline a pending lower acuity (supervisors)",
+        request=CosignInputSerializer,
+        responses={
+            200: AcuityOverrideSerializer,
+            400: OpenApiResponse(description="Not pending any more, or the case changed meanwhile."),
+            403: ERRORS[403],
+            404: ERRORS[404],
+        },
+    )
+    def post(self, request: Request, override_id: int) -> Response:
+        payload = CosignInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        override = services.acuity_cosign(
+            user=request.user, override_id=override_id, approve=payload.validated_data["approve"]
+        )
+        return Response(AcuityOverrideSerializer(override).data)

@@ -16,6 +16,14 @@ urlpatterns = [
     path(
         "cases/<int:case_id>/callback-attempts/", api.CaseCallbackAttemptApi.as_view(), name="api-case-callback-attempt"
     ),
+    path("cases/<int:case_id>/acuity/", api.CaseAcuityApi.as_view(), name="api-case-acuity"),
+    path("acuity-overrides/<int:override_id>/cosign/", api.AcuityOverrideCosignApi.as_view(), name="api-cosign"),
     path("dispositions/", api.DispositionListApi.as_view(), name="api-dispositions"),
+    path("protocols/", api.ProtocolListApi.as_view(), name="api-protocols"),
+    path(
+        "protocols/<int:protocol_id>/questionnaire/",
+        api.ProtocolQuestionnaireApi.as_view(),
+        name="api-protocol-questionnaire",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

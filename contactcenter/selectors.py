@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
+from clinics.models import Clinic
 from clinics.selectors import staff_for_user
 from clinics.services import audit_record
 from ehr import selectors as ehr_selectors
@@ -18,8 +19,9 @@ from ehr import services as ehr_services
 from ehr.models import WriteBack
 from ehr.types import PatientContext
 from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
+from triage.dispositions import ladder_for
 from triage.models import Case, CaseEvent
-from triage.protocols import BY_CODE as PROTOCOLS_BY_CODE
+from triage.protocols import case_protocol
 from triage.selectors import access_case, case_timeline
 
 if TYPE_CHECKING:
@@ -36,12 +38,19 @@ def acuity_label(acuity: int) -> str:
 
 def case_protocol_title(case: Case) -> str:
     """The English title of the case's protocol ("chest pain"); the raw code if unknown, "" if none."""
-    protocol = PROTOCOLS_BY_CODE.get(case.protocol_code)
+    if case.protocol_version_ref_id is not None:  # selectors load it with the case (no extra query)
+        return case.protocol_version_ref.title_en if case.protocol_version_ref else case.protocol_code
+    protocol = case_protocol(case)
     return protocol.title("en") if protocol else case.protocol_code
 
 
-def disposition_display(code: str) -> str:
-    """The ladder wording of a disposition code ("Home care"); "" for an empty or unknown code."""
+def disposition_display(code: str, clinic: Clinic | None = None) -> str:
+    """The ladder wording of a disposition code ("Home care") on `clinic`'s ladder (default ladder when
+    None); "" for an empty or unknown code."""
+    if clinic is not None:
+        for rung in ladder_for(clinic):
+            if rung.code == code:
+                return rung.display
     disposition = DISPOSITIONS_BY_CODE.get(code)
     return disposition.display if disposition else ""
 
@@ -115,7 +124,7 @@ def case_summary(*, user: User, case_id: int) -> CaseSummary:
         answers=tuple(
             AnswerLine(str(a.get("question", "")), str(a.get("text", "")), bool(a.get("answer"))) for a in case.answers
         ),
-        suggested_disposition_display=disposition_display(case.suggested_disposition),
-        disposition_display=disposition_display(case.disposition),
+        suggested_disposition_display=disposition_display(case.suggested_disposition, case.clinic),
+        disposition_display=disposition_display(case.disposition, case.clinic),
         timeline=case_timeline(case=case),
     )

@@ -1,7 +1,7 @@
 """API shapes of the nurse console (DRF). Output serializers are read-only; input serializers validate.
 
 Times are ISO 8601 UTC; `acuity` is the CTAS level 1 (most urgent) .. 5; `state` a `triage.models.CaseState`
-value; disposition codes come from `triage.dispositions.DISPOSITIONS`.
+value; disposition codes come from the clinic's ladder (`triage.dispositions.ladder_for`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from rest_framework import serializers
 
 from contactcenter.selectors import acuity_label, case_protocol_title, disposition_display
 from ehr.models import WriteBack
-from triage.dispositions import DISPOSITIONS
-from triage.models import CallbackAttempt, Case, CaseEvent, RoutingLedgerEntry
+from triage.models import (
+    AcuityOverride,
+    CallbackAttempt,
+    Case,
+    CaseEvent,
+    Protocol,
+    ProtocolVersion,
+    RoutingLedgerEntry,
+)
 
 
 class WriteBackSerializer(serializers.ModelSerializer[WriteBack]):
@@ -145,10 +152,10 @@ class CaseSerializer(serializers.ModelSerializer[Case]):
         return case.reserved_by.get_username() if case.reserved_by else None
 
     def get_suggested_disposition_display(self, case: Case) -> str:
-        return disposition_display(case.suggested_disposition)
+        return disposition_display(case.suggested_disposition, case.clinic)
 
     def get_disposition_display(self, case: Case) -> str:
-        return disposition_display(case.disposition)
+        return disposition_display(case.disposition, case.clinic)
 
 
 class CaseDetailSerializer(CaseSerializer):
@@ -196,9 +203,10 @@ class CaseDetailSerializer(CaseSerializer):
 
 
 class DispositionInputSerializer(serializers.Serializer[dict[str, Any]]):
-    """The nurse-confirmed disposition (a ladder code) and a free-text note."""
+    """The nurse-confirmed disposition (a code of the clinic's ladder; an unknown code answers 400) and a
+    free-text note."""
 
-    disposition = serializers.ChoiceField(choices=[d.code for d in DISPOSITIONS])
+    disposition = serializers.CharField(max_length=32, help_text="a code of GET dispositions/")
     note = serializers.CharField(allow_blank=True, required=False, default="", max_length=10000)
 
 
@@ -221,3 +229,83 @@ class ErrorSerializer(serializers.Serializer[Any]):
     """An error reply: `detail` says what went wrong."""
 
     detail = serializers.CharField()
+
+
+class ProtocolVersionSerializer(serializers.ModelSerializer[ProtocolVersion]):
+    """One version of a protocol: number, status (draft / active / retired), titles, when."""
+
+    class Meta:
+        model = ProtocolVersion
+        fields = [
+            "id",
+            "version",
+            "status",
+            "title_en",
+            "title_es",
+            "default_disposition",
+            "created_at",
+            "activated_at",
+        ]
+        read_only_fields = fields
+
+
+class ProtocolSerializer(serializers.ModelSerializer[Protocol]):
+    """A protocol of the clinic: code, audience (adult / pediatric / all), menu position, versions (newest
+    first) and the active version number (null while only drafts exist)."""
+
+    versions = ProtocolVersionSerializer(many=True, read_only=True)
+    active_version = serializers.SerializerMethodField()
+    questionnaire_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Protocol
+        fields = ["id", "code", "audience", "position", "active_version", "questionnaire_url", "versions"]
+        read_only_fields = fields
+
+    def get_active_version(self, protocol: Protocol) -> int | None:
+        return next((v.version for v in protocol.versions.all() if v.status == "active"), None)
+
+    def get_questionnaire_url(self, protocol: Protocol) -> str:
+        return f"/api/v1/protocols/{protocol.pk}/questionnaire/"
+
+
+class AcuityChangeInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """The new acuity (CTAS 1-5) and the reason (required)."""
+
+    acuity = serializers.IntegerField(min_value=1, max_value=5)
+    reason = serializers.CharField(max_length=2000)
+
+
+class CosignInputSerializer(serializers.Serializer[dict[str, Any]]):
+    """`approve`: true co-signs (the lower acuity applies), false declines."""
+
+    approve = serializers.BooleanField()
+
+
+class AcuityOverrideSerializer(serializers.ModelSerializer[AcuityOverride]):
+    """An acuity change: from/to level, reason, status (pending / applied / declined / stale), who and when."""
+
+    requested_by = serializers.SerializerMethodField()
+    cosigned_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AcuityOverride
+        fields = [
+            "id",
+            "case",
+            "from_acuity",
+            "to_acuity",
+            "reason",
+            "status",
+            "requested_by",
+            "requested_at",
+            "cosigned_by",
+            "decided_at",
+        ]
+        read_only_fields = fields
+
+    def get_requested_by(self, override: AcuityOverride) -> str:
+        return override.requested_by.get_username()
+
+    def get_cosigned_by(self, override: AcuityOverride) -> str | None:
+        return override.cosigned_by.get_username() if override.cosigned_by else None

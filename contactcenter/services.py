@@ -18,9 +18,9 @@ from clinics.services import audit_record
 from ehr import services as ehr_services
 from ehr.types import Answer, Outcome
 from triage import services as triage_services
-from triage.dispositions import get_disposition
-from triage.models import Case
-from triage.protocols import BY_CODE as PROTOCOLS_BY_CODE
+from triage.dispositions import disposition_for
+from triage.models import AcuityOverride, Case
+from triage.protocols import case_protocol
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -59,8 +59,8 @@ def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
     `started_at` is when the case entered the queue (`arrived_at`, else `created_at`); `ended_at` is
     `closed_at`. Protocol title in English ("" for an unknown or absent protocol).
     """
-    disposition = get_disposition(case.disposition)
-    protocol = PROTOCOLS_BY_CODE.get(case.protocol_code)
+    disposition = disposition_for(case.clinic, case.disposition)
+    protocol = case_protocol(case)
     full_name = nurse.get_full_name()
     username = nurse.get_username()
     assert case.closed_at is not None, "outcome_for_case needs a closed case"
@@ -118,3 +118,22 @@ def disposition_record(
     )
     ehr_services.writeback_enqueue(clinic=staff.clinic, outcome=outcome_for_case(case=case, nurse=user))
     return case
+
+
+def acuity_change(*, user: User, case_id: int, to_acuity: int, reason: str) -> AcuityOverride:
+    """The user changes a case's acuity (`triage.services.acuity_override_request`): raising applies at once,
+    lowering waits for a supervisor's co-sign. Raises NotStaff, Case.DoesNotExist, OverrideNotAllowed,
+    InvalidOverride."""
+    staff = staff_for_user(user)
+    return triage_services.acuity_override_request(
+        case_id=case_id, clinic=staff.clinic, user=user, to_acuity=to_acuity, reason=reason
+    )
+
+
+def acuity_cosign(*, user: User, override_id: int, approve: bool) -> AcuityOverride:
+    """A supervisor co-signs (applies) or declines a pending lowering (`triage.services.acuity_override_cosign`).
+    Raises NotStaff, AcuityOverride.DoesNotExist, OverrideNotAllowed, InvalidOverride."""
+    staff = staff_for_user(user)
+    return triage_services.acuity_override_cosign(
+        override_id=override_id, clinic=staff.clinic, supervisor=user, approve=approve
+    )

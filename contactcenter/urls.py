@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import routing_views, views
+from contactcenter import admin_views, routing_views, views
 
 app_name = "console"
 urlpatterns = [
@@ -30,5 +30,16 @@ urlpatterns = [
     path("admin/routing/holidays/", routing_views.holiday_add, name="routing-holiday-add"),
     path(
         "admin/routing/holidays/<int:holiday_id>/delete/", routing_views.holiday_delete, name="routing-holiday-delete"
+    ),
+    path("cases/<int:case_id>/acuity/", views.case_acuity, name="case-acuity"),
+    path("cases/<int:case_id>/acuity/<int:override_id>/cosign/", views.acuity_cosign, name="case-acuity-cosign"),
+    path("admin/protocols/", admin_views.protocol_list, name="admin-protocols"),
+    path("admin/protocols/install/", admin_views.library_install, name="admin-protocols-install"),
+    path("admin/protocols/<int:protocol_id>/", admin_views.protocol_detail, name="admin-protocol"),
+    path("admin/protocols/<int:protocol_id>/edit/", admin_views.protocol_edit, name="admin-protocol-edit"),
+    path(
+        "admin/protocols/<int:protocol_id>/versions/<int:version_id>/activate/",
+        admin_views.version_activate,
+        name="admin-protocol-activate",
     ),
 ]

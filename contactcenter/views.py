@@ -28,9 +28,9 @@ from contactcenter import escalation, presence, selectors, services
 from contactcenter.dashboard import dashboard_for_clinic
 from contactcenter.models import AgentPresence
 from ehr.types import EhrError
-from triage.dispositions import DISPOSITIONS
-from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
-from triage.models import CallbackAttempt, Case, CaseState
+from triage.dispositions import ladder_for
+from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
+from triage.models import OPEN_STATES, AcuityOverride, CallbackAttempt, Case, CaseState
 from triage.selectors import queue_list, routing_ledger
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ def _domain_errors() -> Iterator[None]:
         raise _Conflict("Choose a disposition from the list.") from exc
     except presence.InvalidPresenceState as exc:
         raise _Conflict("Choose a status from the buttons.") from exc
+    except AcuityOverride.DoesNotExist as exc:
+        raise Http404("No such acuity change.") from exc
+    except OverrideNotAllowed as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except InvalidOverride as exc:
+        raise _Conflict(str(exc)) from exc
 
 
 def staff_view(view: View) -> View:
@@ -181,13 +187,17 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "can_accept": mine and case.state == CaseState.RESERVED,
             "can_release": mine and case.state == CaseState.RESERVED,
             "can_disposition": mine and case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS, CaseState.WRAP_UP),
-            "dispositions": DISPOSITIONS,
+            "dispositions": ladder_for(case.clinic),
             "default_disposition": case.suggested_disposition,
             "writebacks": selectors.writebacks_for_case(case=case),
             "can_callback": mine and case.state in (CaseState.RESERVED, CaseState.IN_PROGRESS),
             "callback_attempts": list(case.callback_attempts.order_by("number")),
             "callback_results": CallbackAttempt.Result.choices,
             "routing_ledger": routing_ledger(case=case),
+            "can_change_acuity": case.state in OPEN_STATES,
+            "acuity_levels": [(level, selectors.acuity_label(level)) for level in range(1, 6)],
+            "overrides": case.acuity_overrides.select_related("requested_by", "cosigned_by"),
+            "is_supervisor": request.staff.role == "supervisor",  # type: ignore[attr-defined]
         },
     )
 
@@ -230,7 +240,7 @@ def case_disposition(request: HttpRequest, case_id: int) -> HttpResponse:
     case = services.disposition_record(
         user=_nurse(request), case_id=case_id, disposition_code=code, note=note, source_ip=_source_ip(request)
     )
-    messages.success(request, f"Case {case.pk} closed: {selectors.disposition_display(case.disposition)}.")
+    messages.success(request, f"Case {case.pk} closed: {selectors.disposition_display(case.disposition, case.clinic)}.")
     return redirect("console:queue")
 
 
@@ -284,3 +294,37 @@ def dashboard_panels(request: HttpRequest) -> HttpResponse:
     """The dashboard panels alone; re-fetched on every console event and on every (re)connect."""
     staff = _supervisor_dashboard(request)
     return render(request, "console/_dashboard_panels.html", {"board": dashboard_for_clinic(clinic=staff.clinic)})
+
+
+def _acuity(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 5:
+        raise _Conflict("Choose an acuity level from 1 to 5.")
+    return int(raw)
+
+
+@require_POST
+@staff_view
+def case_acuity(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Change the case's acuity with a reason: a raise applies now; a lowering waits for a supervisor."""
+    selectors.case_summary(user=_nurse(request), case_id=case_id)  # another clinic's case: 404
+    override = services.acuity_change(
+        user=_nurse(request),
+        case_id=case_id,
+        to_acuity=_acuity(request.POST.get("acuity", "")),
+        reason=request.POST.get("reason", ""),
+    )
+    if override.status == AcuityOverride.Status.PENDING:
+        messages.info(request, f"Lower acuity {override.to_acuity} requested: waiting for a supervisor's co-sign.")
+    else:
+        messages.success(request, f"Acuity raised to {override.to_acuity}.")
+    return redirect("console:case", case_id=case_id)
+
+
+@require_POST
+@staff_view
+def acuity_cosign(request: HttpRequest, case_id: int, override_id: int) -> HttpResponse:
+    """A supervisor co-signs (or declines, `decision=decline`) a pending lower acuity."""
+    approve = request.POST.get("decision", "approve") != "decline"
+    services.acuity_cosign(user=_nurse(request), override_id=override_id, approve=approve)
+    messages.success(request, "Lower acuity co-signed." if approve else "Lower acuity declined.")
+    return redirect("console:case", case_id=case_id)

@@ -2,7 +2,8 @@
 
 Order (DESIGN §6.1): emergency disclaimer -> language (1 English / 2 Español) -> identify the caller
 (caller ID in the EHR, then the birth date on the keypad, MMDDYYYY, before anything about a patient is
-said) -> protocol menu (`triage.protocols.PROTOCOLS`, digits 1..6) -> questions (1 yes / 2 no) ->
+said) -> protocol menu (adult 1 / child 2, then the clinic's protocols for that audience from
+`triage.protocols.protocols_for`, 8 per page on digits 1..8, 9 = more) -> questions (1 yes / 2 no) ->
 `triage.protocols.evaluate`: a red flag (acuity 1) gets emergency advice and a warm transfer `<Dial>` to the
 clinic's on-call number, never the queue; otherwise the case is queued and the caller chooses 1 to hold
 (`<Enqueue>`) or 2 for a callback (`<Hangup>`), keeping their place either way. While holding, the wait
@@ -30,7 +31,7 @@ from ivr.models import CallLeg, EhrStatus, Step
 from ivr.services import cases
 from ivr.services.patients import PhoneLookup
 from triage.models import Case, CaseState
-from triage.protocols import Protocol, TriageResult, evaluate, get_protocol
+from triage.protocols import Protocol, TriageResult, evaluate, get_protocol, get_protocol_version, protocols_for
 from triage.retriage import (
     RETRIAGE_STATES,
     case_retriage_raise,
@@ -92,9 +93,13 @@ def _sentences(leg: CallLeg, step: str) -> list[str]:
     if step == Step.DOB:
         return [prompts.text("dob", leg.language)]
     if step == Step.PROTOCOL:
-        return prompts.protocol_menu(leg.language)
+        audience = leg.collected.get("menu_audience")
+        if not audience:
+            return prompts.audience_menu(leg.language)
+        return prompts.protocol_menu(_menu_choices(leg), int(leg.collected.get("menu_page", 0)), leg.language)
     if step == Step.QUESTION:
-        protocol = get_protocol(leg.collected["protocol"])
+        protocol = _current_protocol(leg)
+        assert protocol is not None
         return [prompts.question_prompt(protocol.questions[len(leg.answers)], leg.language)]
     if step == Step.CONTACT:
         return [prompts.text("contact_menu", leg.language)]
@@ -165,9 +170,19 @@ def _reprompt(leg: CallLeg, step: str) -> VoiceResponse:
 # --- Outcomes ------------------------------------------------------------------------------------------------
 
 
+def _menu_choices(leg: CallLeg) -> tuple[Protocol, ...]:
+    """The protocols on this caller's menu: the clinic's active ones for the chosen audience."""
+    return prompts.menu_protocols(protocols_for(leg.clinic), str(leg.collected.get("menu_audience", "adult")))
+
+
 def _current_protocol(leg: CallLeg) -> Protocol | None:
+    """The protocol the caller chose, in the exact version chosen (an admin may activate a new version while
+    the call is in progress; the call keeps the questions it started with)."""
     code = leg.collected.get("protocol")
-    return get_protocol(code) if code else None
+    if not code:
+        return None
+    version_id = leg.collected.get("protocol_version_id")
+    return get_protocol_version(int(version_id)) if version_id else get_protocol(code)
 
 
 def _to_nurse(leg: CallLeg, *, reason: str) -> VoiceResponse:
@@ -285,10 +300,24 @@ def _on_dob(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceRespo
 
 
 def _on_protocol(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
-    protocol = prompts.protocol_by_digit(digits)
+    if not leg.collected.get("menu_audience"):
+        if digits not in prompts.AUDIENCE_DIGITS:
+            return _reprompt(leg, Step.PROTOCOL)
+        leg.collected["menu_audience"] = prompts.AUDIENCE_DIGITS[digits]
+        leg.collected["menu_page"] = 0
+        _new_step(leg)
+        return _prompt(leg, Step.PROTOCOL)
+    choices = _menu_choices(leg)
+    page = int(leg.collected.get("menu_page", 0))
+    if digits == prompts.MORE_DIGIT and prompts.page_count(choices) > 1:
+        leg.collected["menu_page"] = (page + 1) % prompts.page_count(choices)
+        _new_step(leg)
+        return _prompt(leg, Step.PROTOCOL)
+    protocol = prompts.protocol_by_digit(choices, page, digits)
     if protocol is None:
         return _reprompt(leg, Step.PROTOCOL)
     leg.collected["protocol"] = protocol.code
+    leg.collected["protocol_version_id"] = protocol.version_id
     leg.answers = []
     _new_step(leg)
     return _prompt(leg, Step.QUESTION)
@@ -297,7 +326,8 @@ def _on_protocol(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> Voice
 def _on_question(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
     if digits not in ("1", "2"):
         return _reprompt(leg, Step.QUESTION)
-    protocol = get_protocol(leg.collected["protocol"])
+    protocol = _current_protocol(leg)
+    assert protocol is not None
     question = protocol.questions[len(leg.answers)]
     leg.answers = [
         *leg.answers,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import phonenumbers
 
-from triage.protocols import PROTOCOLS, Protocol, Question
+from triage.protocols import Protocol, Question
 
 LANGUAGES = ("en", "es")
 SAY_LANGUAGE = {"en": "en-US", "es": "es-MX"}
@@ -43,6 +43,15 @@ _TEXT: dict[str, dict[str, str]] = {
         "es": "Por favor, elija lo que mejor describe el problema.",
     },
     "protocol_option": {"en": "For {title}, press {digit}.", "es": "Para {title}, oprima {digit}."},
+    "audience_menu": {
+        "en": "If the call is about an adult, press 1. If it is about a child, press 2.",
+        "es": "Si la llamada es sobre un adulto, oprima 1. Si es sobre un niño, oprima 2.",
+    },
+    "more_option": {"en": "For more choices, press 9.", "es": "Para más opciones, oprima 9."},
+    "first_page_option": {
+        "en": "To hear the first choices again, press 9.",
+        "es": "Para escuchar otra vez las primeras opciones, oprima 9.",
+    },
     "nurse_option": {"en": "To speak with a nurse, press 0.", "es": "Para hablar con una enfermera, oprima 0."},
     "yes_no": {"en": "Press 1 for yes, or 2 for no.", "es": "Oprima 1 para sí, o 2 para no."},
     "invalid": {"en": "Sorry, I did not get that.", "es": "Lo siento, no le entendí."},
@@ -144,13 +153,40 @@ def text(key: str, language: str, **values: object) -> str:
     return variants.get(language, variants["en"]).format(**values)
 
 
-def protocol_menu(language: str) -> list[str]:
-    """The protocol menu as sentences: intro, one per protocol (digits 1..6 in `PROTOCOLS` order), nurse."""
+# The paged protocol menu: 8 topics per page on digits 1-8, 9 = next page (wrapping), 0 = a nurse.
+PAGE_SIZE = 8
+MORE_DIGIT = "9"
+AUDIENCE_DIGITS = {"1": "adult", "2": "pediatric"}
+
+
+def menu_protocols(protocols: tuple[Protocol, ...], audience: str) -> tuple[Protocol, ...]:
+    """The protocols offered to a caller about an `audience` ("adult" or "pediatric"), in menu order."""
+    return tuple(p for p in protocols if p.for_audience(audience))
+
+
+def page_count(choices: tuple[Protocol, ...]) -> int:
+    """How many menu pages `choices` fill (at least 1)."""
+    return max(1, -(-len(choices) // PAGE_SIZE))
+
+
+def audience_menu(language: str) -> list[str]:
+    """The first menu of the protocol step: adult or child, then the nurse option."""
+    return [text("audience_menu", language), text("nurse_option", language)]
+
+
+def protocol_menu(choices: tuple[Protocol, ...], page: int, language: str) -> list[str]:
+    """One page of the protocol menu as sentences: intro, one per protocol (digits 1..8), "9 for more" (or
+    "9 for the first choices" on the last page, when there is more than one page), nurse."""
+    shown = choices[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     options = [
         text("protocol_option", language, title=protocol.title(language), digit=digit)
-        for digit, protocol in enumerate(PROTOCOLS, start=1)
+        for digit, protocol in enumerate(shown, start=1)
     ]
-    return [text("protocol_intro", language), *options, text("nurse_option", language)]
+    sentences = [text("protocol_intro", language), *options]
+    pages = page_count(choices)
+    if pages > 1:
+        sentences.append(text("more_option" if page + 1 < pages else "first_page_option", language))
+    return [*sentences, text("nurse_option", language)]
 
 
 def question_prompt(question: Question, language: str) -> str:
@@ -158,10 +194,11 @@ def question_prompt(question: Question, language: str) -> str:
     return f"{question.text(language)} {text('yes_no', language)}"
 
 
-def protocol_by_digit(digits: str) -> Protocol | None:
-    """The protocol chosen with one keypad digit "1".."6", or None."""
-    if len(digits) == 1 and digits.isdigit() and 1 <= int(digits) <= len(PROTOCOLS):
-        return PROTOCOLS[int(digits) - 1]
+def protocol_by_digit(choices: tuple[Protocol, ...], page: int, digits: str) -> Protocol | None:
+    """The protocol chosen with one keypad digit "1".."8" on menu `page`, or None."""
+    shown = choices[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    if len(digits) == 1 and digits.isdigit() and 1 <= int(digits) <= len(shown):
+        return shown[int(digits) - 1]
     return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from ivr.services import messages, patients
+from ivr.services import messages, patients, risk
 
 
 @shared_task  # type: ignore[untyped-decorator]
@@ -24,3 +24,9 @@ def outbound_message_sweep() -> int:
 def resolve_pending_patients() -> dict[str, int]:
     """Beat: retry the EHR lookup of cases whose call happened while the EHR was down."""
     return patients.pending_patients_resolve()
+
+
+@shared_task  # type: ignore[untyped-decorator]
+def apply_chart_risk(case_id: int) -> str:
+    """After enqueue: raise the case's acuity from chart facts (`ivr.services.risk.chart_risk_apply`)."""
+    return risk.chart_risk_apply(case_id=case_id)

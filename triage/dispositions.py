@@ -4,11 +4,19 @@ Each disposition implies an acuity level on the 5-level CTAS scale (1 = resuscit
 The ladder follows the common structure of telephone-triage dispositions (emergency services now, emergency
 department now, emergency or urgent care within hours, clinician today / 24 h / 3 days / 2 weeks, home care);
 the wording is CareLine's own.
+
+The ladder is configurable per clinic (`triage.models.DispositionRung`): a clinic with rows uses exactly its
+active rows; a clinic without rows uses `DISPOSITIONS`. `get_disposition` reads the default ladder;
+`ladder_for(clinic)` / `disposition_for(clinic, code)` read a clinic's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clinics.models import Clinic
 
 
 @dataclass(frozen=True)
@@ -38,3 +46,27 @@ BY_CODE: dict[str, Disposition] = {d.code: d for d in DISPOSITIONS}
 def get_disposition(code: str) -> Disposition:
     """Return the disposition with `code`. Raises KeyError for an unknown code."""
     return BY_CODE[code]
+
+
+def ladder_for(clinic: Clinic | None) -> tuple[Disposition, ...]:
+    """The disposition ladder of `clinic`, most urgent first (the default ladder when it has no rungs)."""
+    if clinic is None:
+        return DISPOSITIONS
+    from triage.models.protocols import DispositionRung  # models import this module's data lazily too
+
+    rungs = DispositionRung.objects.filter(clinic=clinic, active=True).order_by("position", "acuity")
+    ladder = tuple(Disposition(r.code, r.display, r.display_es, r.acuity) for r in rungs)
+    return ladder or DISPOSITIONS
+
+
+def ladder_codes(clinic: Clinic | None) -> frozenset[str]:
+    """The disposition codes valid in `clinic`."""
+    return frozenset(d.code for d in ladder_for(clinic))
+
+
+def disposition_for(clinic: Clinic | None, code: str) -> Disposition:
+    """The disposition `code` on `clinic`'s ladder. Raises KeyError when the clinic's ladder has no such code."""
+    for disposition in ladder_for(clinic):
+        if disposition.code == code:
+            return disposition
+    raise KeyError(code)

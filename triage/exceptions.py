@@ -15,3 +15,19 @@ class NotYourCase(TriageError):
 
 class UnknownDisposition(TriageError):
     """The disposition code is not on the ladder (`triage.dispositions`)."""
+
+
+class ProtocolInvalid(TriageError):
+    """A protocol version failed validation; `errors` lists every problem as a sentence for the admin."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class OverrideNotAllowed(TriageError):
+    """The user may not make this acuity change (e.g. a nurse co-signing, another clinic, own request)."""
+
+
+class InvalidOverride(TriageError):
+    """The acuity change is malformed: no reason, same level, level outside 1-5, or the case is closed."""

@@ -1,36 +1,49 @@
-"""Symptom protocols for the IVR, written by the CareLine project from general clinical knowledge.
+"""The read API of symptom protocols: what the IVR asks, and the first-"yes"-decides rule.
 
-No licensed protocol text (e.g. Schmitt-Thompson) is copied. Structure follows the field's practice:
-questions ordered most serious first; each question's "yes" carries a disposition (and so an acuity, see
-`triage.dispositions`); the first "yes" decides. A question whose "yes" implies acuity 1 is a red flag: the
-caller gets emergency advice and a warm transfer, never the queue. If every answer is "no", the protocol's
-`default_disposition` applies.
+Protocols are versioned data (`triage.models.Protocol` / `ProtocolVersion`, edited by clinic admins); this
+module turns a clinic's active versions into plain, immutable objects for the IVR and others:
+`protocols_for(clinic)`, `get_protocol(code, clinic=...)`, `get_protocol_version(version_id)` and
+`evaluate(protocol, answers)`. With no clinic (or a clinic that has no copy of a code) the project's built-in
+library (`triage.protocol_library`) answers, so a call is never left without a protocol.
 
-Protocols are code in this first cut; issue 3 moves them to versioned data that clinic admins edit.
+Content rules (the field's practice): questions ordered most serious first; each question's "yes" carries a
+disposition (and so an acuity, from the clinic's ladder, see `triage.dispositions`); the first "yes"
+decides. A question whose "yes" implies acuity 1 is a red flag: the caller gets emergency advice and a warm
+transfer, never the queue. If every answer is "no", the protocol's `default_disposition` applies. The
+library is written by the CareLine project; no licensed protocol text (e.g. Schmitt-Thompson) is copied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from triage.dispositions import get_disposition
+from triage.dispositions import get_disposition, ladder_for
+from triage.protocol_library import LIBRARY, LIBRARY_VERSION
 
-PROTOCOL_VERSION = "2026.11.0"
+if TYPE_CHECKING:
+    from clinics.models import Clinic
+    from triage.models import Case, ProtocolVersion
+
+# The version string of the built-in library (cases triaged with it record this).
+PROTOCOL_VERSION = LIBRARY_VERSION
 
 
 @dataclass(frozen=True)
 class Question:
-    """A yes/no protocol question. `disposition` is the ladder code a "yes" implies."""
+    """A yes/no protocol question. `disposition` is the ladder code a "yes" implies; `level` the acuity of
+    that code on the clinic's ladder (0: look it up on the default ladder)."""
 
     id: str
     en: str
     es: str
     disposition: str
+    level: int = 0
 
     @property
     def acuity(self) -> int:
         """CTAS level (1-5) implied by a "yes"."""
-        return get_disposition(self.disposition).acuity
+        return self.level or get_disposition(self.disposition).acuity
 
     @property
     def red_flag(self) -> bool:
@@ -44,221 +57,125 @@ class Question:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A symptom protocol: `questions` most serious first; `default_disposition` when all are "no"."""
+    """A symptom protocol as asked: `questions` most serious first; `default_disposition` when all are "no".
+
+    `version` is the version label recorded on cases ("3", or the library's "2026.11.0"); `version_id` the
+    `ProtocolVersion` primary key (None for the built-in library); `audience` "adult", "pediatric" or "all".
+    """
 
     code: str
     title_en: str
     title_es: str
     questions: tuple[Question, ...]
     default_disposition: str
+    version: str = PROTOCOL_VERSION
+    version_id: int | None = None
+    audience: str = "all"
+    position: int = 100
+    default_level: int = 0
 
     def title(self, language: str) -> str:
         """The protocol's title in `language` ("en" or "es")."""
         return self.title_es if language == "es" else self.title_en
 
+    @property
+    def default_acuity(self) -> int:
+        """CTAS level of `default_disposition`."""
+        return self.default_level or get_disposition(self.default_disposition).acuity
 
-PROTOCOLS: tuple[Protocol, ...] = (
-    Protocol(
-        "chest-pain",
-        "chest pain",
-        "dolor de pecho",
-        (
-            Question(
-                "cp-collapse",
-                "Is the person unconscious, very hard to wake, or struggling to breathe?",
-                "¿La persona está inconsciente, muy difícil de despertar o con mucha dificultad para respirar?",
-                "call-911",
-            ),
-            Question(
-                "cp-crushing",
-                "Is the pain crushing or pressure-like, or does it spread to the arm, jaw or back, "
-                "or come with sweating or nausea?",
-                "¿El dolor es opresivo, se extiende al brazo, la mandíbula o la espalda, o viene con sudor o náuseas?",
-                "call-911",
-            ),
-            Question(
-                "cp-ongoing",
-                "Has the pain lasted more than five minutes, or does the person have heart disease?",
-                "¿El dolor ha durado más de cinco minutos, o la persona tiene una enfermedad del corazón?",
-                "ed-now",
-            ),
-            Question(
-                "cp-breath",
-                "Does the pain get worse with breathing or coughing, or is there a fever?",
-                "¿El dolor empeora al respirar o toser, o hay fiebre?",
-                "ed-ucc-hours",
-            ),
-        ),
-        "clinician-24h",
-    ),
-    Protocol(
-        "breathing",
-        "breathing difficulty",
-        "dificultad para respirar",
-        (
-            Question(
-                "br-severe",
-                "Is the person unable to speak in full sentences, or are the lips or face turning blue or grey?",
-                "¿La persona no puede decir frases completas, o tiene los labios o la cara azulados o grises?",
-                "call-911",
-            ),
-            Question(
-                "br-sudden",
-                "Did the breathing trouble start suddenly, or come with chest pain or a swollen face or tongue?",
-                "¿La dificultad empezó de repente, o viene con dolor de pecho o hinchazón de la cara o la lengua?",
-                "ed-now",
-            ),
-            Question(
-                "br-inhaler",
-                "Is the person wheezing even after using their inhaler?",
-                "¿La persona tiene silbidos en el pecho aun después de usar su inhalador?",
-                "ed-ucc-hours",
-            ),
-            Question(
-                "br-fever",
-                "Is there a fever or a cough with colored phlegm?",
-                "¿Hay fiebre o tos con flema de color?",
-                "clinician-today",
-            ),
-        ),
-        "clinician-24h",
-    ),
-    Protocol(
-        "child-fever",
-        "fever in a child",
-        "fiebre en un niño",
-        (
-            Question(
-                "cf-limp",
-                "Is the child limp, very hard to wake, having a seizure, or struggling to breathe?",
-                "¿El niño está flácido, muy difícil de despertar, con convulsiones o con dificultad para respirar?",
-                "call-911",
-            ),
-            Question(
-                "cf-infant",
-                "Is the child younger than three months old?",
-                "¿El niño tiene menos de tres meses de edad?",
-                "ed-now",
-            ),
-            Question(
-                "cf-rash",
-                "Does the child have a rash of purple or red spots that do not fade when pressed, or a stiff neck?",
-                "¿El niño tiene manchas moradas o rojas que no desaparecen al presionarlas, o rigidez en el cuello?",
-                "ed-now",
-            ),
-            Question(
-                "cf-dry",
-                "Has the child had no wet diaper or no urine for eight hours or more?",
-                "¿El niño lleva ocho horas o más sin mojar el pañal o sin orinar?",
-                "ed-ucc-hours",
-            ),
-            Question(
-                "cf-long",
-                "Has the fever lasted more than three days, or is it above 104 degrees Fahrenheit?",
-                "¿La fiebre ha durado más de tres días, o es mayor de 40 grados centígrados?",
-                "clinician-today",
-            ),
-        ),
-        "home-care",
-    ),
-    Protocol(
-        "abdominal-pain",
-        "abdominal pain",
-        "dolor abdominal",
-        (
-            Question(
-                "ab-shock",
-                "Is the person fainting, very pale and sweaty, or vomiting blood?",
-                "¿La persona se desmaya, está muy pálida y sudorosa, o vomita sangre?",
-                "call-911",
-            ),
-            Question(
-                "ab-severe",
-                "Is the pain severe and constant, or could the person be pregnant?",
-                "¿El dolor es fuerte y constante, o la persona podría estar embarazada?",
-                "ed-now",
-            ),
-            Question(
-                "ab-right",
-                "Is the pain in the lower right side, or is there a fever with the pain?",
-                "¿El dolor está en la parte baja del lado derecho, o hay fiebre con el dolor?",
-                "ed-ucc-hours",
-            ),
-            Question(
-                "ab-vomit",
-                "Has the person been vomiting for more than twelve hours or unable to keep fluids down?",
-                "¿La persona lleva más de doce horas vomitando o no puede retener líquidos?",
-                "clinician-today",
-            ),
-        ),
-        "clinician-3d",
-    ),
-    Protocol(
-        "injury",
-        "injury",
-        "lesión o golpe",
-        (
-            Question(
-                "in-bleed",
-                "Is there heavy bleeding that does not stop with pressure, or did the person lose consciousness?",
-                "¿Hay un sangrado abundante que no para al presionar, o la persona perdió el conocimiento?",
-                "call-911",
-            ),
-            Question(
-                "in-head",
-                "Was there a blow to the head with vomiting or confusion, or does the person take a blood thinner?",
-                "¿Hubo un golpe en la cabeza con vómito o confusión, o la persona toma anticoagulantes?",
-                "ed-now",
-            ),
-            Question(
-                "in-deform",
-                "Is a limb deformed, or can the person not put any weight on it?",
-                "¿Alguna extremidad está deformada, o la persona no puede apoyarla?",
-                "ed-ucc-hours",
-            ),
-            Question(
-                "in-wound",
-                "Is there a cut that gapes open or may need stitches?",
-                "¿Hay una herida abierta que podría necesitar puntos?",
-                "ed-ucc-hours",
-            ),
-        ),
-        "home-care",
-    ),
-    Protocol(
-        "medication",
-        "a medication question",
-        "una pregunta sobre medicamentos",
-        (
-            Question(
-                "md-overdose",
-                "Did someone take too much of a medicine on purpose or by accident and now feel very unwell?",
-                "¿Alguien tomó demasiado de un medicamento, a propósito o por accidente, y ahora se siente muy mal?",
-                "call-911",
-            ),
-            Question(
-                "md-reaction",
-                "Is there swelling of the face, lips or tongue, or a widespread rash after a new medicine?",
-                "¿Hay hinchazón de la cara, labios o lengua, o un sarpullido extenso después de un medicamento nuevo?",
-                "ed-now",
-            ),
-            Question(
-                "md-missed",
-                "Has the person run out of, or missed doses of, an essential medicine such as insulin?",
-                "¿A la persona se le acabó, o dejó de tomar, un medicamento esencial como la insulina?",
-                "clinician-today",
-            ),
-        ),
-        "clinician-24h",
-    ),
-)
+    def for_audience(self, audience: str) -> bool:
+        """True when the protocol belongs in the menu for `audience` ("adult" or "pediatric")."""
+        return self.audience in ("all", audience)
 
+
+def _library_protocol(entry: tuple[Any, ...]) -> Protocol:
+    code, audience, position, title_en, title_es, default, questions = entry
+    return Protocol(
+        code=code,
+        title_en=title_en,
+        title_es=title_es,
+        questions=tuple(Question(qid, en, es, disposition) for qid, disposition, en, es in questions),
+        default_disposition=default,
+        audience=audience,
+        position=position,
+    )
+
+
+# The built-in library as protocol objects (menu order).
+PROTOCOLS: tuple[Protocol, ...] = tuple(sorted((_library_protocol(e) for e in LIBRARY), key=lambda p: p.position))
 BY_CODE: dict[str, Protocol] = {p.code: p for p in PROTOCOLS}
 
 
-def get_protocol(code: str) -> Protocol:
-    """Return the protocol with `code`. Raises KeyError for an unknown code."""
+def from_version(version: ProtocolVersion) -> Protocol:
+    """A stored `ProtocolVersion` as a `Protocol`, acuities read from its clinic's ladder."""
+    levels = {d.code: d.acuity for d in ladder_for(version.clinic)}
+    return Protocol(
+        code=version.protocol.code,
+        title_en=version.title_en,
+        title_es=version.title_es,
+        questions=tuple(
+            Question(q["id"], q["text_en"], q["text_es"], q["disposition"], levels.get(q["disposition"], 0))
+            for q in version.questions
+        ),
+        default_disposition=version.default_disposition,
+        version=str(version.version),
+        version_id=version.pk,
+        audience=version.protocol.audience,
+        position=version.protocol.position,
+        default_level=levels.get(version.default_disposition, 0),
+    )
+
+
+def _active_versions(clinic: Clinic) -> list[ProtocolVersion]:
+    from triage.models import ProtocolVersion
+
+    return list(
+        ProtocolVersion.objects.filter(clinic=clinic, status=ProtocolVersion.Status.ACTIVE)
+        .select_related("protocol", "clinic")
+        .order_by("protocol__position", "protocol__code")
+    )
+
+
+def protocols_for(clinic: Clinic | None) -> tuple[Protocol, ...]:
+    """The protocols a caller of `clinic` can choose, in menu order: its active versions, or the built-in
+    library when the clinic has none (e.g. created before the library was installed)."""
+    if clinic is None:
+        return PROTOCOLS
+    active = _active_versions(clinic)
+    if not active:
+        return PROTOCOLS
+    return tuple(from_version(v) for v in active)
+
+
+def get_protocol(code: str, *, clinic: Clinic | None = None) -> Protocol:
+    """The protocol `code`: `clinic`'s active version, else the built-in library's. Raises KeyError for a
+    code neither knows."""
+    if clinic is not None:
+        for version in _active_versions(clinic):
+            if version.protocol.code == code:
+                return from_version(version)
     return BY_CODE[code]
+
+
+def get_protocol_version(version_id: int) -> Protocol:
+    """The exact stored version `version_id` (any status), e.g. the one a call in progress started with.
+    Raises ProtocolVersion.DoesNotExist."""
+    from triage.models import ProtocolVersion
+
+    return from_version(ProtocolVersion.objects.select_related("protocol", "clinic").get(pk=version_id))
+
+
+def case_protocol(case: Case) -> Protocol | None:
+    """The protocol a case was triaged with: its recorded version, else the clinic's (or library's)
+    protocol of the same code; None when the case has no (known) protocol."""
+    if case.protocol_version_ref_id is not None:
+        return get_protocol_version(case.protocol_version_ref_id)
+    if not case.protocol_code:
+        return None
+    try:
+        return get_protocol(case.protocol_code, clinic=case.clinic)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -286,5 +203,4 @@ def evaluate(protocol: Protocol, answers: dict[str, bool]) -> TriageResult | Non
             return None
         if answers[question.id]:
             return TriageResult(question.disposition, question.acuity, question.id)
-    default = get_disposition(protocol.default_disposition)
-    return TriageResult(default.code, default.acuity, None)
+    return TriageResult(protocol.default_disposition, protocol.default_acuity, None)

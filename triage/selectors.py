@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def case_list(*, clinic: Clinic, state: str | None = None) -> QuerySet[Case]:
     """Cases of `clinic`, newest first, optionally of one `state`."""
-    qs = Case.objects.filter(clinic=clinic).select_related("reserved_by")
+    qs = Case.objects.filter(clinic=clinic).select_related("reserved_by", "clinic", "protocol_version_ref")
     if state:
         qs = qs.filter(state=state)
     return qs.order_by("-created_at")
@@ -26,7 +26,7 @@ def queue_list(*, clinic: Clinic) -> QuerySet[Case]:
     """Open cases of `clinic` for the queue board: waiting first (most urgent, oldest), then being worked."""
     return (
         Case.objects.filter(clinic=clinic, state__in=[CaseState.QUEUED, CaseState.RESERVED, CaseState.IN_PROGRESS])
-        .select_related("reserved_by")
+        .select_related("reserved_by", "clinic", "protocol_version_ref")
         .order_by("acuity", "arrived_at")
     )
 
@@ -38,7 +38,9 @@ def access_case(*, user: User | AnonymousUser, case_id: int) -> Case:
     so a case's existence does not leak), and clinics.selectors.NotStaff for non-staff users.
     """
     staff = staff_for_user(user)
-    return Case.objects.select_related("clinic", "reserved_by").get(pk=case_id, clinic=staff.clinic)
+    return Case.objects.select_related("clinic", "reserved_by", "protocol_version_ref").get(
+        pk=case_id, clinic=staff.clinic
+    )
 
 
 def case_timeline(*, case: Case) -> QuerySet[CaseEvent]:

@@ -20,10 +20,20 @@ from django.utils import timezone
 
 from clinics import events
 from clinics.models import Clinic, StaffMember
-from triage import priority, routing
-from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
-from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
-from triage.models import Case, CaseEvent, CaseState, Queue, RoutingLedgerEntry, RoutingRule
+from triage import priority, risk, routing
+from triage.dispositions import disposition_for
+from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
+from triage.models import (
+    OPEN_STATES,
+    AcuityOverride,
+    Case,
+    CaseEvent,
+    CaseState,
+    Queue,
+    RiskRuleSetting,
+    RoutingLedgerEntry,
+    RoutingRule,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -88,6 +98,7 @@ def case_enqueue(
     channel: str = Case.Channel.VOICE,
     protocol_code: str = "",
     protocol_version: str = "",
+    protocol_version_id: int | None = None,
     answers: list[dict[str, Any]] | None = None,
     suggested_disposition: str = "",
     patient_fhir_id: str = "",
@@ -103,7 +114,8 @@ def case_enqueue(
     code of the patient's address ("" when unknown). Routing (`triage.routing.route` over the clinic's rules,
     facts from these arguments, the age at arrival in the clinic's timezone and its business hours) sets the
     case's queue, required skills, licensure state, priority boost, escalation policy and fallback, and
-    writes a `routed` ledger entry with the reason.
+    writes a `routed` ledger entry with the reason. `protocol_version_id` is the `ProtocolVersion` the caller
+    was triaged with (None: no protocol, or the built-in library).
     """
     if not 1 <= int(acuity) <= 5:
         raise ValueError(f"acuity must be 1..5, got {acuity!r}")
@@ -134,6 +146,7 @@ def case_enqueue(
         acuity=acuity,
         protocol_code=protocol_code,
         protocol_version=protocol_version,
+        protocol_version_ref_id=protocol_version_id,
         answers=answers or [],
         suggested_disposition=suggested_disposition,
         patient_fhir_id=patient_fhir_id,
@@ -178,6 +191,7 @@ def case_record_transfer(
     protocol_version: str,
     answers: list[dict[str, Any]],
     red_flags: list[str],
+    protocol_version_id: int | None = None,
     suggested_disposition: str,
     patient_fhir_id: str = "",
     patient_display: str = "",
@@ -199,6 +213,7 @@ def case_record_transfer(
         acuity=1,
         protocol_code=protocol_code,
         protocol_version=protocol_version,
+        protocol_version_ref_id=protocol_version_id,
         answers=answers,
         red_flags=red_flags,
         suggested_disposition=suggested_disposition,
@@ -512,8 +527,10 @@ def case_complete(*, case_id: int, clinic: Clinic, nurse: User, disposition_code
     implicitly). Timestamps `wrap_up_at` and `closed_at`. Raises UnknownDisposition, NotYourCase,
     InvalidTransition, Case.DoesNotExist. The caller adds the EHR write-back in the same transaction.
     """
-    if disposition_code not in DISPOSITIONS_BY_CODE:
-        raise UnknownDisposition(disposition_code)
+    try:
+        display = disposition_for(clinic, disposition_code).display
+    except KeyError as exc:
+        raise UnknownDisposition(disposition_code) from exc
     case = _lock_own_case(case_id=case_id, clinic=clinic, nurse=nurse)
     if case.state not in (CaseState.RESERVED, CaseState.IN_PROGRESS, CaseState.WRAP_UP):
         raise InvalidTransition(f"cannot record a disposition on a case in state {case.state}")
@@ -527,7 +544,6 @@ def case_complete(*, case_id: int, clinic: Clinic, nurse: User, disposition_code
     case.state = CaseState.CLOSED
     case.reservation_expires_at = None
     case.save()
-    display = DISPOSITIONS_BY_CODE[disposition_code].display
     case_add_event(
         case=case,
         kind=CaseEvent.Kind.DISPOSITION,
@@ -577,6 +593,186 @@ def case_clear_ehr_pending(*, case_id: int, summary: str) -> Case:
     case_add_event(case=case, kind=CaseEvent.Kind.EHR, summary=summary)
     events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["ehr_context_pending"]})
     return case
+
+
+# --- EHR-aware risk modifiers (`triage.risk`) -------------------------------------------------------------
+
+
+def risk_rules_enabled(*, clinic: Clinic) -> frozenset[str]:
+    """Codes of the risk rules on for `clinic` (every rule without a `RiskRuleSetting` row is on)."""
+    off = set(RiskRuleSetting.objects.filter(clinic=clinic, enabled=False).values_list("rule", flat=True))
+    return frozenset(rule.code for rule in risk.RULES if rule.code not in off)
+
+
+@transaction.atomic
+def case_apply_risk(*, case_id: int, facts: risk.RiskFacts) -> list[risk.RiskHit]:
+    """Apply the clinic's enabled risk rules to an open case with `facts`; returns the new hits.
+
+    A rule already recorded on the case is not applied twice (safe to run again, e.g. by a retried task).
+    Every hit is stored on `Case.risk_modifiers` (the explanation the nurse sees) and on the timeline; when
+    the acuity rises the case is saved and `case.updated` is published. A closed, abandoned or transferred
+    case is left alone. Rule sources: `triage.risk`.
+    """
+    case = Case.objects.select_for_update().get(pk=case_id)
+    if case.state not in OPEN_STATES:
+        return []
+    already = {str(m.get("rule")) for m in case.risk_modifiers}
+    enabled = risk_rules_enabled(clinic=case.clinic) - already
+    hits = risk.evaluate(protocol_code=case.protocol_code, acuity=case.acuity, facts=facts, enabled=enabled)
+    if not hits:
+        return []
+    before = case.acuity
+    case.risk_modifiers = [*case.risk_modifiers, *(hit.as_dict() for hit in hits)]
+    case.acuity = hits[-1].to_acuity
+    case.save(update_fields=["risk_modifiers", "acuity"])
+    for hit in hits:
+        change = f"acuity {hit.from_acuity} -> {hit.to_acuity}" if hit.to_acuity != hit.from_acuity else "no change"
+        case_add_event(
+            case=case,
+            kind=CaseEvent.Kind.RISK,
+            summary=f"Risk modifier ({change}): {hit.explanation}",
+            detail=hit.as_dict(),
+        )
+    fields = ["risk_modifiers", *(["acuity"] if case.acuity != before else [])]
+    events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": fields})
+    return hits
+
+
+# --- Nurse acuity override (eCTAS: raise freely, never silently lower) -----------------------------------
+
+
+def _staff_role(user: User, clinic: Clinic) -> str:
+    from clinics.selectors import NotStaff, staff_for_user
+
+    try:
+        staff = staff_for_user(user)
+    except NotStaff as exc:
+        raise OverrideNotAllowed("not staff of any clinic") from exc
+    if staff.clinic_id != clinic.pk:
+        raise OverrideNotAllowed("staff of another clinic")
+    return staff.role
+
+
+def _override_apply(override: AcuityOverride, case: Case, *, actor: User, summary: str) -> None:
+    case.acuity = override.to_acuity
+    case.save(update_fields=["acuity"])
+    case_add_event(
+        case=case,
+        kind=CaseEvent.Kind.ACUITY_OVERRIDE,
+        summary=summary,
+        actor=actor,
+        detail={"override_id": override.pk, "from": override.from_acuity, "to": override.to_acuity},
+    )
+    events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["acuity"]})
+
+
+@transaction.atomic
+def acuity_override_request(*, case_id: int, clinic: Clinic, user: User, to_acuity: int, reason: str) -> AcuityOverride:
+    """A nurse (or supervisor) of `clinic` changes the acuity of an open case to `to_acuity` (CTAS 1-5).
+
+    Raising (a lower number, more urgent) is applied at once. Lowering is recorded as `pending` and the case
+    keeps its acuity until a supervisor co-signs (`acuity_override_cosign`): the eCTAS rule that the nurse
+    may raise, never silently lower, the system score (eCTAS). Both need a reason. Raises Case.DoesNotExist
+    (another clinic, unknown id), OverrideNotAllowed (not staff of the clinic), InvalidOverride (no
+    reason, level outside 1-5, same level, case not open, a lowering already pending). Publishes
+    `case.updated` (applied) or `acuity_override.requested` (pending).
+    """
+    _staff_role(user, clinic)
+    reason = reason.strip()
+    if not reason:
+        raise InvalidOverride("A reason is required.")
+    if not 1 <= int(to_acuity) <= 5:
+        raise InvalidOverride("Acuity must be 1 to 5.")
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
+    if case.state not in OPEN_STATES:
+        raise InvalidOverride("Only an open case can change acuity.")
+    if to_acuity == case.acuity:
+        raise InvalidOverride(f"The case is already at acuity {case.acuity}.")
+    lowers = to_acuity > case.acuity
+    if lowers and case.acuity_overrides.filter(status=AcuityOverride.Status.PENDING).exists():
+        raise InvalidOverride("A lowering is already waiting for a supervisor's co-sign.")
+    override = AcuityOverride.objects.create(
+        case=case,
+        clinic=clinic,
+        from_acuity=case.acuity,
+        to_acuity=to_acuity,
+        reason=reason[:2000],
+        status=AcuityOverride.Status.PENDING if lowers else AcuityOverride.Status.APPLIED,
+        requested_by=user,
+        decided_at=None if lowers else timezone.now(),
+    )
+    if lowers:
+        case_add_event(
+            case=case,
+            kind=CaseEvent.Kind.ACUITY_OVERRIDE,
+            summary=f"{_name(user)} asks to lower acuity {case.acuity} -> {to_acuity} (needs a supervisor "
+            f"co-sign): {reason[:300]}",
+            actor=user,
+            detail={"override_id": override.pk, "from": case.acuity, "to": to_acuity, "status": "pending"},
+        )
+        events.publish(clinic.pk, "acuity_override.requested", {"case_id": case.pk, "override_id": override.pk})
+    else:
+        for pending in case.acuity_overrides.filter(status=AcuityOverride.Status.PENDING):
+            pending.status = AcuityOverride.Status.STALE
+            pending.decided_at = timezone.now()
+            pending.save(update_fields=["status", "decided_at"])
+        _override_apply(
+            override,
+            case,
+            actor=user,
+            summary=f"{_name(user)} raised acuity {override.from_acuity} -> {to_acuity}: {reason[:300]}",
+        )
+    return override
+
+
+@transaction.atomic
+def acuity_override_cosign(
+    *, override_id: int, clinic: Clinic, supervisor: User, approve: bool = True
+) -> AcuityOverride:
+    """A supervisor of `clinic` co-signs (`approve`) or declines a pending lowering; co-signing applies it.
+
+    Only role supervisor may decide, never the requester themself. If the case's acuity changed since the
+    request (a raise, a risk modifier), the request is marked `stale` and nothing changes (the supervisor
+    decided on facts that are gone). Raises AcuityOverride.DoesNotExist (another clinic, unknown id),
+    OverrideNotAllowed, InvalidOverride (not pending).
+    """
+    role = _staff_role(supervisor, clinic)
+    override = AcuityOverride.objects.select_for_update().get(pk=override_id, clinic=clinic)
+    if role != "supervisor":
+        raise OverrideNotAllowed("Only a supervisor can co-sign a lower acuity.")
+    if override.requested_by_id == supervisor.pk:
+        raise OverrideNotAllowed("A lowering needs a co-sign from another person.")
+    if override.status != AcuityOverride.Status.PENDING:
+        raise InvalidOverride("This request is no longer waiting for a co-sign.")
+    case = Case.objects.select_for_update().get(pk=override.case_id)
+    override.cosigned_by = supervisor
+    override.decided_at = timezone.now()
+    if case.acuity != override.from_acuity or case.state not in OPEN_STATES:
+        override.status = AcuityOverride.Status.STALE
+        override.save(update_fields=["status", "cosigned_by", "decided_at"])
+        raise InvalidOverride("The case changed since the request; ask again if still needed.")
+    if not approve:
+        override.status = AcuityOverride.Status.DECLINED
+        override.save(update_fields=["status", "cosigned_by", "decided_at"])
+        case_add_event(
+            case=case,
+            kind=CaseEvent.Kind.ACUITY_OVERRIDE,
+            summary=f"{_name(supervisor)} declined lowering acuity {override.from_acuity} -> {override.to_acuity}",
+            actor=supervisor,
+            detail={"override_id": override.pk, "status": "declined"},
+        )
+        events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["acuity_override"]})
+        return override
+    override.status = AcuityOverride.Status.APPLIED
+    override.save(update_fields=["status", "cosigned_by", "decided_at"])
+    _override_apply(
+        override,
+        case,
+        actor=supervisor,
+        summary=f"{_name(supervisor)} co-signed lowering acuity {override.from_acuity} -> {override.to_acuity} "
+        f"(requested by {_name(override.requested_by)}: {override.reason[:300]})",
+    )
+    return override
 
 
 def _name(user: User) -> str:

@@ -13,9 +13,16 @@ from django.db import transaction
 
 from ivr.models import CallLeg, EhrStatus
 from ivr.services import messages
+from triage import risk
 from triage.models import Case, CaseEvent, CaseState
-from triage.protocols import PROTOCOL_VERSION, Protocol, TriageResult
-from triage.services import case_add_event, case_enqueue, case_record_transfer, case_set_contact_preference
+from triage.protocols import Protocol, TriageResult
+from triage.services import (
+    case_add_event,
+    case_apply_risk,
+    case_enqueue,
+    case_record_transfer,
+    case_set_contact_preference,
+)
 
 # Acuity of a call routed to a nurse before the protocol decided (caller pressed 0, or gave no valid input):
 # CTAS 3 ("urgent") until a nurse assesses it, so an undecided caller is never parked at a low level.
@@ -82,7 +89,8 @@ def case_enqueue_from_leg(
         language=leg.language,
         channel=Case.Channel.VOICE,
         protocol_code=protocol.code if protocol else "",
-        protocol_version=PROTOCOL_VERSION if protocol else "",
+        protocol_version=protocol.version if protocol else "",
+        protocol_version_id=protocol.version_id if protocol else None,
         answers=list(leg.answers),
         suggested_disposition=suggested_disposition,
         ehr_context_pending=ehr_pending(leg),
@@ -97,6 +105,16 @@ def case_enqueue_from_leg(
         detail={"call_sid": leg.call_sid, "reason": reason, "identity": leg.collected.get("identity", "unidentified")},
     )
     messages.confirmation_record(case=case, to=leg.from_number, language=leg.language)
+    # Risk modifiers: the age rules now (birth date known, no EHR call in the request path); the chart rules
+    # after commit in a Celery task, so the EHR never delays the caller (`ivr.services.risk`).
+    if case.patient_birth_date is not None:
+        case_apply_risk(case_id=case.pk, facts=risk.age_facts(birth_date=case.patient_birth_date, today=date.today()))
+        case.refresh_from_db()
+    if case.patient_fhir_id:
+        from ivr.tasks import apply_chart_risk  # ivr.tasks imports ivr.services
+
+        case_pk = case.pk
+        transaction.on_commit(lambda: apply_chart_risk.delay(case_pk))
     leg.case = case
     return case
 
@@ -110,7 +128,8 @@ def case_transfer_from_leg(*, leg: CallLeg, protocol: Protocol, result: TriageRe
         callback_number=leg.from_number,
         language=leg.language,
         protocol_code=protocol.code,
-        protocol_version=PROTOCOL_VERSION,
+        protocol_version=protocol.version,
+        protocol_version_id=protocol.version_id,
         answers=list(leg.answers),
         red_flags=[result.deciding_question] if result.deciding_question else [],
         suggested_disposition=result.disposition,

@@ -19,6 +19,13 @@ from triage.services import case_attach_patient, case_clear_ehr_pending
 logger = logging.getLogger(__name__)
 
 
+def _schedule_chart_risk(case_id: int) -> None:
+    """Check the newly attached patient's chart for risk modifiers once this transaction commits."""
+    from ivr.tasks import apply_chart_risk  # ivr.tasks imports this module
+
+    transaction.on_commit(lambda: apply_chart_risk.delay(case_id))
+
+
 @dataclass(frozen=True)
 class PhoneLookup:
     """Result of the caller-ID search: `status` (an `EhrStatus` value) and the `candidates`, each
@@ -112,6 +119,7 @@ def pending_patients_resolve(*, limit: int = 50) -> dict[str, int]:
                     patient_display=match.display,
                     patient_birth_date=match.birth_date,
                 )
+                _schedule_chart_risk(case.pk)
                 # A case closed while the lookup was pending has its FHIR write-back held for this.
                 writeback_patient_resolved(
                     clinic=case.clinic, source_id=case.pk, patient_fhir_id=match.fhir_id, patient_display=match.display

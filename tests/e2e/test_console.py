@@ -57,7 +57,7 @@ def test_nurse_takes_a_live_call_reads_the_chart_and_documents_it(personas, fhir
     expect(page.locator("#queue-empty")).to_be_visible()
     expect(page.locator("#ws-status")).to_have_attribute("data-state", "live")
 
-    # A patient calls from the simulator (second tab): English, birth date on the keypad, chest pain,
+    # A patient calls from the simulator (second tab): English, birth date on the keypad, adult, chest pain,
     # "no, no, yes" -> acuity 2 (go to the ED now), then chooses a callback and hangs up.
     sim = page.context.new_page()
     sim.goto("/simulator/")
@@ -74,7 +74,8 @@ def test_nurse_takes_a_live_call_reads_the_chart_and_documents_it(personas, fhir
 
     chest_pain = get_protocol("chest-pain")
     press("1", "date of birth")
-    press("04082002", "chest pain")
+    press("04082002", "about an adult")
+    press("1", "chest pain")  # adult
     press("1", chest_pain.questions[0].en)
     press("2", chest_pain.questions[1].en)
     press("2", chest_pain.questions[2].en)

@@ -23,7 +23,7 @@ from triage.models import Case, CaseState
 pytestmark = [pytest.mark.fhir, pytest.mark.django_db(transaction=True)]
 
 JERRY_PHONE = "+15553031209"
-ABDOMINAL_PAIN, YES, NO, CALLBACK = "4", "1", "2", "2"
+ADULT, ABDOMINAL_PAIN, YES, NO, CALLBACK = "1", "4", "1", "2", "2"  # adult menu, page 1: 4 abdominal pain
 
 
 def _call_jerry_with_abdominal_pain(client: Client) -> Case:
@@ -31,6 +31,7 @@ def _call_jerry_with_abdominal_pain(client: Client) -> Case:
     phone.dial()
     phone.press("1")  # English
     phone.press("02021995")
+    phone.press(ADULT)
     phone.press(ABDOMINAL_PAIN)
     phone.press(NO)
     phone.press(NO)

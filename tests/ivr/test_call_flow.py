@@ -1,7 +1,8 @@
 """Whole IVR calls through the signed webhooks, against the real FHIR server (`fhir` fixture).
 
-Protocol digits follow `triage.protocols.PROTOCOLS`: 1 chest pain, 2 breathing, 3 child fever,
-4 abdominal pain, 5 injury, 6 medication.
+The protocol step first asks adult (1) or child (2); the clinic's library is installed (`library`
+fixture), and the adult menu's first page is 1 chest pain, 2 breathing, 3 allergic reaction, 4 abdominal
+pain, 5 injury, 6 head injury, 7 fever in an adult, 8 headache (9 = more).
 """
 
 from __future__ import annotations
@@ -14,18 +15,33 @@ from django.test import Client
 from ivr.models import CallLeg, OutboundMessage, Step
 from tests.conftest import NORTH_ON_CALL
 from tests.ivr.phone import Phone
-from triage.models import Case, CaseEvent, CaseState
-from triage.protocols import PROTOCOL_VERSION
+from triage.models import Case, CaseEvent, CaseState, ProtocolVersion
+from triage.protocol_versions import protocol_library_install
 from triage.services import case_enqueue
 
 JERRY_PHONE = "+15553031209"  # stored in the EHR as 555-303-1209, shared with Celine
 PORRAS_PHONE = "+15553997740"
 UNKNOWN_PHONE = "+15550009999"
+ADULT = "1"
 ABDOMINAL_PAIN = "4"
 CHEST_PAIN = "1"
 YES, NO = "1", "2"
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fhir]
+
+
+@pytest.fixture(autouse=True)
+def library(personas):
+    """Both clinics hold CareLine's protocol library as stored, active versions (as after install_protocols)."""
+    protocol_library_install(clinic=personas.north)
+    protocol_library_install(clinic=personas.south)
+
+
+def _choose(phone: Phone, digit: str) -> None:
+    """At the protocol step: adult, then the topic `digit` of the first page."""
+    assert phone.step() == "protocol"
+    phone.press(ADULT)
+    phone.press(digit)
 
 
 def _call_to_protocol(phone: Phone, *, language: str = "1", dob: str | None = None) -> None:
@@ -49,7 +65,7 @@ def test_full_english_call_for_an_identified_patient(personas, fhir, client: Cli
     # Nothing about the patient was said before (or after) the birth date was confirmed.
     for text in (before_dob, " ".join(phone.says)):
         assert "Jerry" not in text and "Wiegand" not in text
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     phone.press(NO)  # fainting / vomiting blood
     phone.press(NO)  # severe and constant / pregnant
     assert CallLeg.objects.get(call_sid=phone.call_sid).case is None
@@ -64,7 +80,9 @@ def test_full_english_call_for_an_identified_patient(personas, fhir, client: Cli
     assert case.patient_fhir_id == fhir.patient("wiegand-jerry")["server_id"]
     assert case.patient_birth_date == date(1995, 2, 2)
     assert case.callback_number == JERRY_PHONE
-    assert case.protocol_code == "abdominal-pain" and case.protocol_version == PROTOCOL_VERSION
+    active = ProtocolVersion.objects.get(clinic=personas.north, protocol__code="abdominal-pain", status="active")
+    assert case.protocol_code == "abdominal-pain" and case.protocol_version == "1"
+    assert case.protocol_version_ref == active
     assert [(a["question"], a["answer"]) for a in case.answers] == [
         ("ab-shock", False),
         ("ab-severe", False),
@@ -102,7 +120,10 @@ def test_spanish_caller_hears_every_later_prompt_in_es_mx(personas, fhir, client
     assert "fecha de nacimiento" in " ".join(phone.says)
     phone.press("03301983")
     spoken_after_choice.append(phone.say_languages)
-    assert "dolor abdominal" in " ".join(phone.says)
+    assert "sobre un adulto, oprima 1" in " ".join(phone.says)
+    phone.press(ADULT)
+    spoken_after_choice.append(phone.say_languages)
+    assert "Para dolor abdominal, oprima 4." in phone.says
     phone.press(ABDOMINAL_PAIN)
     spoken_after_choice.append(phone.say_languages)
     for _ in range(4):
@@ -122,7 +143,7 @@ def test_spanish_caller_hears_every_later_prompt_in_es_mx(personas, fhir, client
 def test_red_flag_transfers_to_on_call_and_never_queues(personas, fhir, client: Client):
     phone = Phone(client, from_number=JERRY_PHONE)
     _call_to_protocol(phone, dob="02021995")
-    phone.press(CHEST_PAIN)
+    _choose(phone, CHEST_PAIN)
     phone.press(YES)  # unconscious / struggling to breathe -> call-911, acuity 1
     dials = [a for a in phone.actions if a["verb"] == "dial"]
     assert dials and dials[0]["number"] == NORTH_ON_CALL
@@ -144,7 +165,7 @@ def test_twilio_retry_of_a_step_creates_one_case_and_identical_twiml(personas, f
     assert CallLeg.objects.count() == 1
     phone.press("1")
     phone.press("02021995")
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     phone.press(NO)
     phone.press(NO)
     action = phone.gather()["action"]
@@ -179,7 +200,7 @@ def test_invalid_input_reprompts_twice_then_routes_to_a_nurse(personas, fhir, cl
 def test_zero_reaches_a_nurse_from_a_question(personas, fhir, client: Client):
     phone = Phone(client, from_number=JERRY_PHONE)
     _call_to_protocol(phone, dob="02021995")
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     phone.press(NO)
     phone.press("0")
     phone.enqueue()
@@ -204,7 +225,7 @@ def test_unknown_number_continues_unidentified_with_the_callback_number(personas
     phone.dial()
     phone.press("1")
     assert phone.step() == "protocol"  # nobody on this number: no birth date asked
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     for _ in range(4):
         phone.press(NO)
     case = Case.objects.get()
@@ -233,7 +254,7 @@ def test_hold_enqueues_and_the_wait_url_announces_the_position_within_the_band(p
     case_enqueue(clinic=personas.south, callback_number="+15550003333", acuity=3)  # other clinic
     phone = Phone(client, from_number=JERRY_PHONE)
     _call_to_protocol(phone, dob="02021995")
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     phone.press(NO)
     phone.press(NO)
     phone.press(YES)  # acuity 3
@@ -252,7 +273,7 @@ def test_hold_enqueues_and_the_wait_url_announces_the_position_within_the_band(p
 def test_callback_choice_keeps_the_place_and_hangs_up(personas, fhir, client: Client):
     phone = Phone(client, from_number=JERRY_PHONE)
     _call_to_protocol(phone, dob="02021995")
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     for _ in range(4):
         phone.press(NO)
     arrived_at = Case.objects.get().arrived_at
@@ -301,7 +322,7 @@ def test_ehr_down_call_completes_and_patient_is_attached_later(personas, fhir, c
     assert phone.step() == "dob"  # still asks the birth date
     assert CallLeg.objects.get(call_sid=phone.call_sid).ehr_status == "unavailable"
     phone.press("02021995")
-    phone.press(ABDOMINAL_PAIN)
+    _choose(phone, ABDOMINAL_PAIN)
     for _ in range(4):
         phone.press(NO)
     phone.press("2")
@@ -342,7 +363,77 @@ def test_red_flag_while_ehr_is_down_marks_the_transferred_case_pending(personas,
     phone.dial()
     phone.press("1")
     phone.press("02021995")
-    phone.press(CHEST_PAIN)
+    _choose(phone, CHEST_PAIN)
     phone.press(YES)
     case = Case.objects.get()
     assert case.state == CaseState.TRANSFERRED and case.ehr_context_pending is True
+
+
+def _topics(phone: Phone) -> list[str]:
+    return [s for s in phone.says if s.startswith("For ") and not s.endswith("press 9.")]
+
+
+def test_the_menu_pages_eight_topics_at_a_time_and_9_wraps_around(personas, fhir, client: Client):
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    assert "If the call is about an adult, press 1." in " ".join(phone.says)
+    phone.press(ADULT)
+    first_page = _topics(phone)
+    assert len(first_page) == 8 and first_page[0] == "For chest pain, press 1."
+    assert "For more choices, press 9." in phone.says
+    phone.press("9")
+    second_page = _topics(phone)
+    assert len(second_page) == 8 and not set(second_page) & set(first_page)
+    phone.press("9")
+    last_page = _topics(phone)
+    assert 1 <= len(last_page) <= 8 and "To hear the first choices again, press 9." in phone.says
+    phone.press("9")
+    assert _topics(phone) == first_page
+    phone.press("9")
+    digit = next(s for s in phone.says if "a mental health crisis" in s).split("press ")[1].rstrip(".")
+    phone.press(digit)
+    assert phone.step() == "question"
+    assert "thinking about suicide" not in " ".join(phone.says)  # the first question is the most serious one
+    assert "hurt themselves or someone else" in " ".join(phone.says)
+
+
+def test_the_child_menu_offers_pediatric_topics_not_adult_only_ones(personas, fhir, client: Client):
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    phone.press("2")  # about a child
+    spoken = " ".join(phone.says)
+    assert "For a newborn concern, press 1." in spoken and "fever in a child" in spoken
+    assert "chest pain" not in spoken and "abdominal pain" not in spoken
+    phone.press("2")  # fever in a child
+    phone.press(NO)  # limp / seizure
+    phone.press(YES)  # younger than three months -> ED now
+    case = Case.objects.get()
+    assert case.protocol_code == "child-fever" and case.acuity == 2 and case.suggested_disposition == "ed-now"
+
+
+def test_a_call_keeps_the_version_it_started_with_when_a_new_one_is_activated(personas, fhir, client: Client):
+    from triage.models import Protocol
+    from triage.protocol_versions import protocol_draft_create, protocol_version_activate
+
+    phone = Phone(client, from_number=JERRY_PHONE)
+    _call_to_protocol(phone, dob="02021995")
+    _choose(phone, ABDOMINAL_PAIN)
+    phone.press(NO)  # first question of version 1
+    abdominal = Protocol.objects.get(clinic=personas.north, code="abdominal-pain")
+    v1 = abdominal.versions.get()
+    draft = protocol_draft_create(
+        clinic=personas.north,
+        protocol_id=abdominal.pk,
+        author=personas.bob,
+        title_en="abdominal pain",
+        title_es="dolor abdominal",
+        questions=[{"id": "ab-only", "text_en": "Only question?", "text_es": "¿Única?", "disposition": "home-care"}],
+        default_disposition="home-care",
+    )
+    protocol_version_activate(clinic=personas.north, version_id=draft.pk, actor=personas.bob)
+    phone.press(NO)
+    phone.press(YES)  # ab-right in version 1
+    case = Case.objects.get()
+    assert case.protocol_version_ref == v1 and case.protocol_version == "1"
+    assert [a["question"] for a in case.answers] == ["ab-shock", "ab-severe", "ab-right"]
+    assert case.acuity == 3

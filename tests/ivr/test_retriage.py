@@ -13,7 +13,7 @@ from tests.twilio import signed_post
 from triage.models import Case, CaseEvent, CaseState
 
 JERRY_PHONE = "+15553031209"
-ABDOMINAL_PAIN = "4"
+ADULT, ABDOMINAL_PAIN = "1", "4"  # adult menu, first page: 4 is abdominal pain
 YES, NO = "1", "2"
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fhir]
@@ -24,6 +24,7 @@ def _holding_at_acuity_3(client: Client) -> tuple[Phone, Case]:
     phone.dial()
     phone.press("1")
     phone.press("02021995")
+    phone.press(ADULT)
     phone.press(ABDOMINAL_PAIN)
     phone.press(NO)  # ab-shock (red flag)
     phone.press(NO)  # ab-severe (acuity 2)

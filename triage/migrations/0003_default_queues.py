@@ -18,6 +18,6 @@ def create_default_queues(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("triage", "0002_routing"), ("clinics", "0002_staff_licensed_states")]
+    dependencies = [("triage", "0002_issue3"), ("clinics", "0002_issue3")]
 
     operations = [migrations.RunPython(create_default_queues, migrations.RunPython.noop)]

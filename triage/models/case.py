@@ -63,6 +63,17 @@ class Case(models.Model):
 
     protocol_code = models.CharField(max_length=64, blank=True)
     protocol_version = models.CharField(max_length=32, blank=True)
+    protocol_version_ref = models.ForeignKey(
+        "triage.ProtocolVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="cases",
+        help_text="The exact protocol version the caller was triaged with (None: no protocol, or the built-in "
+        "library was used because the clinic had none).",
+    )
+    # EHR-aware risk modifiers applied (`triage.risk`): [{"rule", "explanation", "from_acuity", "to_acuity"}].
+    risk_modifiers = models.JSONField(default=list, blank=True)
     answers = models.JSONField(default=list, blank=True)
     red_flags = models.JSONField(default=list, blank=True)
     acuity = models.PositiveSmallIntegerField()
@@ -159,6 +170,8 @@ class CaseEvent(models.Model):
         RETRIAGE = "retriage", "Re-triage"
         CALLBACK_ATTEMPT = "callback_attempt", "Callback attempt"
         RECONCILED = "reconciled", "Reconciled"
+        RISK = "risk", "Risk modifier"
+        ACUITY_OVERRIDE = "acuity_override", "Acuity override"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")

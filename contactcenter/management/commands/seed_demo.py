@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from clinics.services import clinic_create, staff_create
+from triage.protocol_versions import protocol_library_install
 
 DEMO_CLINIC = {
     "slug": "demo",
@@ -47,6 +48,7 @@ class Command(BaseCommand):
         base_url = str(options["base_url"]).rstrip("/")
         with transaction.atomic():
             clinic = clinic_create(**DEMO_CLINIC)
+            protocol_library_install(clinic=clinic)
             for username, role, first_name, last_name in DEMO_STAFF:
                 member = staff_create(
                     clinic=clinic,
