@@ -1,7 +1,11 @@
-"""`manage.py create_clinic --slug --name --twilio-number --on-call-number --timezone` (idempotent)."""
+"""`manage.py create_clinic --slug --name --twilio-number --on-call-number --timezone` (idempotent).
+
+Also installs the project's protocol library for the clinic (`install_protocols`; keeps the clinic's edits).
+"""
 
 from zoneinfo import available_timezones
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics.services import clinic_create
@@ -31,3 +35,5 @@ class Command(BaseCommand):
             timezone=opts["timezone"],
         )
         self.stdout.write(f"clinic {clinic.slug} (id {clinic.pk}) answers {clinic.twilio_number}")
+        # The protocol library lives in triage, which clinics does not import: call its command by name.
+        call_command("install_protocols", clinic=clinic.slug, stdout=self.stdout)
