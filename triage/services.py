@@ -8,6 +8,9 @@ claims), so concurrent claims never hand one case to two nurses.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,7 @@ from triage import priority
 from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
 from triage.exceptions import InvalidTransition, NotYourCase, UnknownDisposition
 from triage.models import Case, CaseEvent, CaseState
+from triage.selectors import QueueDiscipline, queue_discipline
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -163,12 +167,40 @@ def _open_case_of(nurse: User, clinic: Clinic) -> Case | None:
     )
 
 
+# Per-process memo of each clinic's queue discipline: the load estimate spans an hour, so recomputing it on
+# every claim would add three queries to the hottest path for no benefit. Keyed by the clinic's queueing
+# configuration too, so an admin's change of rates or threshold applies at once. Nothing else relies on it.
+_discipline_memo: dict[tuple[int, str], tuple[float, QueueDiscipline]] = {}
+_discipline_memo_lock = threading.Lock()
+
+
+def claim_discipline(*, clinic: Clinic, now: datetime | None = None) -> QueueDiscipline:
+    """`queue_discipline` as claims use it: reused for `TRIAGE_DISCIPLINE_CACHE_SECONDS` (default 15; 0 = off)."""
+    ttl = float(getattr(settings, "TRIAGE_DISCIPLINE_CACHE_SECONDS", 15))
+    if ttl <= 0:
+        return queue_discipline(clinic=clinic, now=now)
+    config = json.dumps([clinic.accumulation_rates, clinic.kpi_targets, clinic.overload_threshold], sort_keys=True)
+    key = (clinic.pk, config)
+    clock = time.monotonic()
+    with _discipline_memo_lock:
+        hit = _discipline_memo.get(key)
+    if hit is not None and hit[0] > clock:
+        return hit[1]
+    discipline = queue_discipline(clinic=clinic, now=now)
+    with _discipline_memo_lock:
+        _discipline_memo[key] = (clock + ttl, discipline)
+    return discipline
+
+
 @transaction.atomic
 def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None) -> Case | None:
     """Reserve the head of `clinic`'s queue for `nurse`; None when the queue is empty.
 
-    The head is the best of the per-level heads under accumulating priority (`triage.priority`). The levels
-    are ranked from an unlocked read of their heads; then, in that order, one
+    The head is the best of the per-level heads under the clinic's queue discipline (`claim_discipline`):
+    accumulating priority with the clinic's tuned rates (`Clinic.accumulation_rates`, else 1 / target), or
+    strict priority while the offered load is at or above `Clinic.overload_threshold`
+    (`triage.selectors.queue_discipline`). The levels are ranked from an unlocked read of their heads; then,
+    in that order, one
     `SELECT ... WHERE acuity = k ORDER BY arrived_at LIMIT 1 FOR UPDATE SKIP LOCKED` locks exactly one row.
     Concurrent claims therefore lock different rows, never return the same case, and a nurse gets nothing
     only when every queued case is locked or taken. A nurse who already holds a reserved or in-progress
@@ -190,9 +222,9 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     else:  # SQLite (embedded run): no LIMIT inside a compound statement
         rows = [row for qs in per_level for row in qs]
     heads = [_Head(**row) for row in rows]
-    rates = priority.rates_for_targets({level: clinic.target_seconds(level) for level in range(1, 6)})
+    discipline = claim_discipline(clinic=clinic, now=now)
     chosen: Case | None = None
-    for head in priority.ranked(heads, rates=rates, now=now):
+    for head in priority.ranked(heads, rates=discipline.rates, now=now, mode=discipline.mode):
         chosen = (
             queued.filter(acuity=head.acuity).order_by("arrived_at", "pk").select_for_update(skip_locked=True).first()
         )
@@ -210,7 +242,10 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
         kind=CaseEvent.Kind.RESERVED,
         summary=f"Reserved by {_name(nurse)}",
         actor=nurse,
-        detail={"wait_seconds": int((now - chosen.arrived_at).total_seconds()) if chosen.arrived_at else None},
+        detail={
+            "wait_seconds": int((now - chosen.arrived_at).total_seconds()) if chosen.arrived_at else None,
+            "discipline": str(discipline.mode),
+        },
     )
     events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
     return chosen
