@@ -151,6 +151,8 @@ def test_tune_priority_command_stores_rates_that_claims_then_use(personas, capsy
         "18",
         "--calls",
         "20000",
+        "--iterations",
+        "4",
     )
     north = Clinic.objects.get(slug="north")
     assert set(north.accumulation_rates) == {"2", "3", "4", "5"}

@@ -1,5 +1,5 @@
 """`manage.py tune_priority --clinic SLUG [--arrivals-per-hour X] [--nurses N] [--mean-service-minutes M]
-[--mix 12,30,36,20] [--calls C] [--seed S] [--dry-run]`: tune and store a clinic's accumulation rates.
+[--mix 12,30,36,20] [--calls C] [--seed S] [--iterations I] [--dry-run]`: tune and store a clinic's accumulation rates.
 
 Searches accumulating-priority rates that meet the clinic's KPI targets (`Clinic.kpi_targets`) in simulation
 (`triage.tuning.search_rates`), prints the per-level result, and stores the rates on
@@ -52,6 +52,7 @@ class Command(BaseCommand):
         parser.add_argument("--mix", default=DEFAULT_MIX, help="weights of levels 2-5, or level:weight pairs")
         parser.add_argument("--calls", type=int, default=60_000, help="simulated calls per evaluation")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--iterations", type=int, default=20, help="search iterations (simulations - 1)")
         parser.add_argument("--dry-run", action="store_true", help="print, do not store")
         parser.add_argument("--force", action="store_true", help="store even if a target is missed")
 
@@ -76,6 +77,7 @@ class Command(BaseCommand):
             nurses=opts["nurses"],
             calls=opts["calls"],
             seed=opts["seed"],
+            iterations=opts["iterations"],
         )
         load = arrivals * service / 60.0 / opts["nurses"]
         self.stdout.write(
