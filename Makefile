@@ -36,6 +36,9 @@ typecheck: $(VENV)/.installed
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh
 	$(PY) bench/claim.py
+	$(PY) bench/claim_latency.py
+	$(PY) bench/kleinrock.py
+	$(PY) bench/nurse_line.py
 
 clean:
 	rm -rf var .pytest_cache

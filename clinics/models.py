@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any, NamedTuple
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 # CTAS 2016 time-to-nurse/physician targets in seconds per acuity level (1 = resuscitation: immediate).
@@ -15,12 +19,72 @@ def default_acuity_targets() -> dict[str, int]:
     return dict(CTAS_TARGET_SECONDS)
 
 
+# KPI targets per acuity level: the fraction of cases a nurse must reach within `seconds` of arrival.
+# CTAS 2016 defaults (Bullard et al., CJEM 2017, "Revisions to the Canadian Emergency Department Triage and
+# Acuity Scale (CTAS) Guidelines"): level 1 immediate (98 %), 2 95 % within 15 min, 3 90 % within 30 min,
+# 4 85 % within 60 min, 5 80 % within 120 min. Level 1 never waits in the accumulating queue (rate infinite).
+CTAS_KPI_TARGETS: dict[str, dict[str, float]] = {
+    "1": {"seconds": 0, "fraction": 0.98},
+    "2": {"seconds": 15 * 60, "fraction": 0.95},
+    "3": {"seconds": 30 * 60, "fraction": 0.90},
+    "4": {"seconds": 60 * 60, "fraction": 0.85},
+    "5": {"seconds": 120 * 60, "fraction": 0.80},
+}
+
+# Offered load (arrival rate x mean handle time / nurses on duty) at or above which claims switch from
+# accumulating priority to strict priority (triage.selectors.queue_discipline).
+DEFAULT_OVERLOAD_THRESHOLD = 0.95
+
+
+class KpiTarget(NamedTuple):
+    """One level's KPI: `fraction` (0-1] of cases reached by a nurse within `seconds` of arrival."""
+
+    seconds: int
+    fraction: float
+
+
+def default_kpi_targets() -> dict[str, dict[str, float]]:
+    """Return a fresh copy of the CTAS KPI targets (JSON keys "1".."5")."""
+    return {level: dict(target) for level, target in CTAS_KPI_TARGETS.items()}
+
+
+def validate_kpi_targets(value: Any) -> None:
+    """`{"<level 1-5>": {"seconds": int >= 0, "fraction": 0 < f <= 1}}`; raises ValidationError otherwise."""
+    if not isinstance(value, dict):
+        raise ValidationError("KPI targets must be an object keyed by acuity level 1-5.")
+    for level, target in value.items():
+        if str(level) not in CTAS_TARGET_SECONDS:
+            raise ValidationError(f"Unknown acuity level {level!r} (expected 1-5).")
+        if not isinstance(target, dict) or set(target) != {"seconds", "fraction"}:
+            raise ValidationError(f'Level {level}: expected {{"seconds": ..., "fraction": ...}}.')
+        seconds, fraction = target["seconds"], target["fraction"]
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+            raise ValidationError(f"Level {level}: seconds must be a whole number >= 0, got {seconds!r}.")
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+            raise ValidationError(f"Level {level}: fraction must be in (0, 1], got {fraction!r}.")
+
+
+def validate_accumulation_rates(value: Any) -> None:
+    """`{"<level 1-5>": rate > 0}` (relative accrual rates; only their ratios matter), or `{}` for defaults."""
+    if not isinstance(value, dict):
+        raise ValidationError("Accumulation rates must be an object keyed by acuity level 1-5 (or {}).")
+    for level, rate in value.items():
+        if str(level) not in CTAS_TARGET_SECONDS:
+            raise ValidationError(f"Unknown acuity level {level!r} (expected 1-5).")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+            raise ValidationError(f"Level {level}: the rate must be a finite number > 0, got {rate!r}.")
+
+
 class Clinic(models.Model):
     """A tenant: one clinic or practice whose after-hours line CareLine answers.
 
     `twilio_number` (E.164) is the number patients dial; an inbound call is routed to the clinic whose
     number equals the call's `To`. `on_call_number` (E.164) takes warm transfers for red flags.
-    `acuity_targets` maps acuity level ("1".."5") to the target time-to-nurse in seconds (CTAS defaults).
+    `kpi_targets` holds, per acuity level ("1".."5"), the target time-to-nurse in seconds and the fraction
+    of cases that must meet it (CTAS defaults); its `seconds` win over the older `acuity_targets` (seconds
+    only, kept for compatibility and used as the fallback). `accumulation_rates` are the accumulating-priority
+    rates b_k tuned to those targets (`manage.py tune_priority`); empty means `b_k = 1 / target_k`.
+    `overload_threshold`: the offered load at or above which claims use strict priority instead.
     """
 
     slug = models.SlugField(unique=True)
@@ -46,14 +110,39 @@ class Clinic(models.Model):
     mean_handle_seconds = models.PositiveIntegerField(
         default=12 * 60, help_text="Mean nurse handle time per case (s), used for the estimated wait"
     )
+    kpi_targets = models.JSONField(
+        default=default_kpi_targets,
+        validators=[validate_kpi_targets],
+        help_text='Per level: {"seconds": target time-to-nurse, "fraction": share of cases that must meet it}.',
+    )
+    accumulation_rates = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_accumulation_rates],
+        help_text="Tuned accumulating-priority rates per level (manage.py tune_priority); empty = 1/target.",
+    )
+    overload_threshold = models.FloatField(
+        default=DEFAULT_OVERLOAD_THRESHOLD,
+        validators=[MinValueValidator(0.1), MaxValueValidator(10.0)],
+        help_text="Offered load at or above which claims switch to strict priority (1.0 = nurses fully busy).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
 
     def target_seconds(self, acuity: int) -> int:
-        """Target time-to-nurse in seconds for `acuity` (1-5), falling back to the CTAS default."""
+        """Target time-to-nurse in seconds for `acuity` (1-5): `kpi_targets`, else `acuity_targets`, else CTAS."""
+        kpi = (self.kpi_targets or {}).get(str(acuity))
+        if kpi is not None and "seconds" in kpi:
+            return int(kpi["seconds"])
         return int(self.acuity_targets.get(str(acuity), CTAS_TARGET_SECONDS[str(acuity)]))
+
+    def kpi_target(self, acuity: int) -> KpiTarget:
+        """The KPI of `acuity` (1-5): target seconds and the fraction of cases that must meet it."""
+        kpi = (self.kpi_targets or {}).get(str(acuity)) or {}
+        fraction = float(kpi.get("fraction", CTAS_KPI_TARGETS[str(acuity)]["fraction"]))
+        return KpiTarget(seconds=self.target_seconds(acuity), fraction=fraction)
 
 
 class StaffMember(models.Model):

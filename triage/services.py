@@ -8,6 +8,9 @@ claims), so concurrent claims never hand one case to two nurses.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,7 @@ from triage.models import (
     RoutingLedgerEntry,
     RoutingRule,
 )
+from triage.selectors import QueueDiscipline, queue_discipline
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -253,12 +257,40 @@ def _open_case_of(nurse: User, clinic: Clinic) -> Case | None:
     )
 
 
+# Per-process memo of each clinic's queue discipline: the load estimate spans an hour, so recomputing it on
+# every claim would add three queries to the hottest path for no benefit. Keyed by the clinic's queueing
+# configuration too, so an admin's change of rates or threshold applies at once. Nothing else relies on it.
+_discipline_memo: dict[tuple[int, str], tuple[float, QueueDiscipline]] = {}
+_discipline_memo_lock = threading.Lock()
+
+
+def claim_discipline(*, clinic: Clinic, now: datetime | None = None) -> QueueDiscipline:
+    """`queue_discipline` as claims use it: reused for `TRIAGE_DISCIPLINE_CACHE_SECONDS` (default 15; 0 = off)."""
+    ttl = float(getattr(settings, "TRIAGE_DISCIPLINE_CACHE_SECONDS", 15))
+    if ttl <= 0:
+        return queue_discipline(clinic=clinic, now=now)
+    config = json.dumps([clinic.accumulation_rates, clinic.kpi_targets, clinic.overload_threshold], sort_keys=True)
+    key = (clinic.pk, config)
+    clock = time.monotonic()
+    with _discipline_memo_lock:
+        hit = _discipline_memo.get(key)
+    if hit is not None and hit[0] > clock:
+        return hit[1]
+    discipline = queue_discipline(clinic=clinic, now=now)
+    with _discipline_memo_lock:
+        _discipline_memo[key] = (clock + ttl, discipline)
+    return discipline
+
+
 @transaction.atomic
 def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None) -> Case | None:
     """Reserve the head of `clinic`'s queue for `nurse`; None when the queue is empty.
 
-    The head is the best of the per-level heads under accumulating priority (`triage.priority`). The levels
-    are ranked from an unlocked read of their heads; then, in that order, one
+    The head is the best of the per-level heads under the clinic's queue discipline (`claim_discipline`):
+    accumulating priority with the clinic's tuned rates (`Clinic.accumulation_rates`, else 1 / target), or
+    strict priority while the offered load is at or above `Clinic.overload_threshold`
+    (`triage.selectors.queue_discipline`). The levels are ranked from an unlocked read of their heads; then,
+    in that order, one
     `SELECT ... WHERE acuity = k ORDER BY arrived_at LIMIT 1 FOR UPDATE SKIP LOCKED` locks exactly one row.
     Concurrent claims therefore lock different rows, never return the same case, and a nurse gets nothing
     only when every queued case is locked or taken. A nurse who already holds a reserved or in-progress
@@ -280,17 +312,23 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     boosted = all_queued.filter(priority_boost_seconds__gt=0).exists()
     restricted = all_queued.filter(routing.RESTRICTED).exists()
     heads = _level_heads(queued, boosted=boosted)
-    rates = priority.rates_for_targets({level: clinic.target_seconds(level) for level in range(1, 6)})
+    discipline = claim_discipline(clinic=clinic, now=now)
     chosen: Case | None = None
     chosen_head: _Head | None = None
-    for head in priority.ranked(heads, rates=rates, now=now):
+    for head in priority.ranked(heads, rates=discipline.rates, now=now, mode=discipline.mode):
         chosen = _head_query(queued, head).select_for_update(skip_locked=True).first()
         if chosen is not None:
             chosen_head = head
             break
     if restricted:
         _record_skips(
-            all_queued, profile=profile, nurse=nurse, rates=rates, now=now, better_than=chosen_head, boosted=boosted
+            all_queued,
+            profile=profile,
+            nurse=nurse,
+            discipline=discipline,
+            now=now,
+            better_than=chosen_head,
+            boosted=boosted,
         )
     if chosen is None:
         return None
@@ -305,7 +343,7 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
         kind=CaseEvent.Kind.RESERVED,
         summary=f"Reserved by {_name(nurse)}",
         actor=nurse,
-        detail={"wait_seconds": wait_seconds},
+        detail={"wait_seconds": wait_seconds, "discipline": str(discipline.mode)},
     )
     routing_ledger_add(
         case=chosen,
@@ -357,7 +395,7 @@ def _record_skips(
     *,
     profile: routing.NurseProfile,
     nurse: User,
-    rates: dict[int, float],
+    discipline: QueueDiscipline,
     now: datetime,
     better_than: _Head | None,
     boosted: bool,
@@ -365,7 +403,9 @@ def _record_skips(
     """Ledger `skipped` for the head-of-line cases (per-level heads of the whole queue) that rank above what
     the nurse got but that she may not take, once per case and nurse. Costs one more round trip of index
     lookups; cases behind a head are not examined (recorded only what is cheap and true)."""
-    ranked = priority.ranked(_level_heads(all_queued, boosted=boosted), rates=rates, now=now)
+    ranked = priority.ranked(
+        _level_heads(all_queued, boosted=boosted), rates=discipline.rates, now=now, mode=discipline.mode
+    )
     ahead = (
         ranked
         if better_than is None

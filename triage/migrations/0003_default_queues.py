@@ -18,6 +18,6 @@ def create_default_queues(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("triage", "0002_issue3"), ("clinics", "0002_issue3")]
+    dependencies = [("triage", "0002_issue3"), ("clinics", "0003_kpi_targets_from_acuity_targets")]
 
     operations = [migrations.RunPython(create_default_queues, migrations.RunPython.noop)]
