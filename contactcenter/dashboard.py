@@ -11,20 +11,35 @@ Definitions (issue 3):
 - nurses by presence state (`contactcenter.AgentPresence`; nurses with no row are offline).
 - open callbacks past target: open cases whose contact preference is callback and that arrived more than
   the clinic's `callback_target_seconds` ago.
+- queue discipline: `triage.selectors.queue_discipline` with the nurses present at a console (available,
+  busy, wrap-up) as the nurses on duty: accumulating priority, or strict priority under overload, and why.
+- staffing what-if (on demand, `staffing_what_if`): the nurses needed to meet every KPI at the current or a
+  typed arrival rate, simulated with the clinic's own ordering (`triage.simulation.nurses_needed`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import F, Min
+from django.core.cache import cache
+from django.db.models import Count, F, Min
 from django.utils import timezone
 
 from clinics.models import Clinic, StaffMember
 from contactcenter.models import AgentPresence
 from contactcenter.selectors import acuity_label
 from triage.models import OPEN_STATES, Case, CaseState
+from triage.selectors import QueueDiscipline, clinic_rates, queue_discipline
+from triage.simulation import nurses_needed
+
+# The nurse-line mix of the simulation bench (levels 2-5, %), used when the clinic has no arrivals to learn from.
+DEFAULT_MIX: dict[int, float] = {2: 12.0, 3: 30.0, 4: 36.0, 5: 20.0}
+# Calls simulated per staffing trial: ~0.5 s each on this machine kind; the answer is cached per input.
+WHAT_IF_CALLS = 10_000
+WHAT_IF_CACHE_SECONDS = 300
+MAX_ARRIVALS_PER_HOUR = 1000.0
 
 SHIFT = timedelta(hours=12)
 LEVELS = (1, 2, 3, 4, 5)
@@ -62,6 +77,7 @@ class Dashboard:
     breaches: tuple[Case, ...]
     presence: dict[str, list[str]] = field(default_factory=dict)
     callbacks_overdue: tuple[Case, ...] = ()
+    discipline: QueueDiscipline | None = None
 
     @property
     def waiting_total(self) -> int:
@@ -135,11 +151,114 @@ def dashboard_for_clinic(*, clinic: Clinic, now: datetime | None = None) -> Dash
             arrived_at__lt=now - timedelta(seconds=clinic.callback_target_seconds),
         ).order_by("arrived_at")[:50]
     )
+    presence = _presence(clinic)
+    on_duty = sum(len(presence[state]) for state in ON_DUTY_STATES)
     return Dashboard(
         clinic=clinic,
         now=now,
         levels=_levels(clinic, now),
         breaches=breaches,
-        presence=_presence(clinic),
+        presence=presence,
         callbacks_overdue=callbacks_overdue,
+        discipline=queue_discipline(clinic=clinic, now=now, nurses_on_duty=on_duty or None),
     )
+
+
+ON_DUTY_STATES = (AgentPresence.State.AVAILABLE, AgentPresence.State.BUSY, AgentPresence.State.WRAP_UP)
+
+
+class InvalidWhatIf(ValueError):
+    """The typed arrival rate is not a number in (0, MAX_ARRIVALS_PER_HOUR]."""
+
+
+@dataclass(frozen=True)
+class StaffingWhatIf:
+    """Nurses needed to meet every KPI (`nurses_needed`, None with `error` when no staffing does).
+
+    `arrivals_per_hour` and its `source` ("typed", "last hour", or "last 12 h" when the last hour had none),
+    `mix` (level -> share, %, of the last 12 h arrivals, else the bench's nurse-line mix), and
+    `mean_service_minutes` (the measured mean handle time of `queue_discipline`).
+    """
+
+    arrivals_per_hour: float
+    source: str
+    mix: dict[int, float]
+    mean_service_minutes: float
+    nurses_needed: int | None
+    error: str = ""
+
+
+def parse_arrivals(raw: str) -> float | None:
+    """The typed arrival rate (calls per hour) or None for "use the current rate". Raises InvalidWhatIf."""
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidWhatIf("Type the arrivals per hour as a number.") from exc
+    if not 0 < value <= MAX_ARRIVALS_PER_HOUR:
+        raise InvalidWhatIf(f"Arrivals per hour must be above 0 and at most {MAX_ARRIVALS_PER_HOUR:.0f}.")
+    return value
+
+
+def what_if_inputs(
+    *, clinic: Clinic, arrivals_per_hour: float | None, now: datetime | None = None
+) -> tuple[float, str, dict[int, float], float]:
+    """Database reads for the what-if: (arrivals per hour, its source, mix by level in %, mean service min)."""
+    now = now or timezone.now()
+    discipline = queue_discipline(clinic=clinic, now=now)
+    recent = (
+        Case.objects.filter(clinic=clinic, arrived_at__gte=now - SHIFT, acuity__in=(2, 3, 4, 5))
+        .values("acuity")
+        .annotate(n=Count("pk"))
+    )
+    counts = {row["acuity"]: row["n"] for row in recent}
+    total = sum(counts.values())
+    mix = {level: 100.0 * counts.get(level, 0) / total for level in (2, 3, 4, 5)} if total else dict(DEFAULT_MIX)
+    if arrivals_per_hour is not None:
+        rate, source = arrivals_per_hour, "typed"
+    elif discipline.arrivals_last_hour:
+        rate, source = float(discipline.arrivals_last_hour), "last hour"
+    else:
+        rate, source = total / (SHIFT.total_seconds() / 3600), "last 12 h"
+    return rate, source, mix, discipline.mean_handle_seconds / 60.0
+
+
+def staffing_what_if(
+    *,
+    clinic: Clinic,
+    arrivals_per_hour: float,
+    source: str,
+    mix: dict[int, float],
+    mean_service_minutes: float,
+) -> StaffingWhatIf:
+    """Simulate the clinic's ordering (its tuned or default rates) to find the nurses needed (CPU-bound,
+    about 0.5 s per trial; cached for `WHAT_IF_CACHE_SECONDS` per input). No database access, so callers may
+    run it off the request thread."""
+    base = StaffingWhatIf(arrivals_per_hour, source, mix, mean_service_minutes, None)
+    if arrivals_per_hour <= 0 or not any(mix.values()):
+        return StaffingWhatIf(**{**base.__dict__, "error": "No arrivals to staff for."})
+    kpis: dict[int, tuple[float, float]] = {}
+    for level, share in mix.items():
+        if share > 0:
+            target = clinic.kpi_target(level)
+            kpis[level] = (float(target.seconds), float(target.fraction))
+    rates, _source = clinic_rates(clinic=clinic)
+    inputs = (clinic.pk, round(arrivals_per_hour, 2), sorted(mix.items()), round(mean_service_minutes, 2))
+    digest = hashlib.sha256(repr((*inputs, sorted(kpis.items()), sorted(rates.items()))).encode()).hexdigest()
+    key = f"what-if:{digest}"
+    needed = cache.get(key)
+    if needed is None:
+        try:
+            needed = nurses_needed(
+                arrivals_per_hour=arrivals_per_hour,
+                mix=mix,
+                mean_service_minutes=mean_service_minutes,
+                kpi_targets=kpis,
+                rates=rates,
+                calls=WHAT_IF_CALLS,
+            )
+        except ValueError as exc:
+            return StaffingWhatIf(**{**base.__dict__, "error": str(exc)})
+        cache.set(key, needed, WHAT_IF_CACHE_SECONDS)
+    return StaffingWhatIf(**{**base.__dict__, "nurses_needed": int(needed)})

@@ -18,6 +18,7 @@ urlpatterns = [
     path("presence/", views.presence_set, name="presence"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/panels/", views.dashboard_panels, name="dashboard-panels"),
+    path("dashboard/staffing/", views.dashboard_staffing, name="dashboard-staffing"),
     # Clinic admins: routing rules, queues, business hours, holidays.
     path("admin/routing/", routing_views.routing_page, name="routing-admin"),
     path("admin/routing/rules/new/", routing_views.rule_edit, name="routing-rule-new"),

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -25,7 +27,13 @@ from django.views.decorators.http import require_GET, require_POST
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from contactcenter import escalation, presence, selectors, services
-from contactcenter.dashboard import dashboard_for_clinic
+from contactcenter.dashboard import (
+    InvalidWhatIf,
+    dashboard_for_clinic,
+    parse_arrivals,
+    staffing_what_if,
+    what_if_inputs,
+)
 from contactcenter.models import AgentPresence
 from ehr.types import EhrError
 from triage.dispositions import ladder_for
@@ -286,6 +294,32 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     staff = _supervisor_dashboard(request)
     context = {"board": dashboard_for_clinic(clinic=staff.clinic), **_header_context(request)}
     return render(request, "console/dashboard.html", context)
+
+
+@require_GET
+async def dashboard_staffing(request: HttpRequest) -> HttpResponse:
+    """The staffing what-if panel (supervisors and clinic admins): nurses needed to meet every KPI at the
+    current arrival rate or `?arrivals_per_hour=`. Async on purpose: the simulation takes seconds of CPU and
+    runs on a worker thread (`thread_sensitive=False`), so it never holds daphne's one thread for sync views
+    (pages, Twilio webhooks) while it works. 400 with the reason for a bad rate."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    try:
+        staff = await sync_to_async(staff_for_user)(user)
+    except NotStaff as exc:
+        raise PermissionDenied("Not a member of any clinic.") from exc
+    if staff.role not in SUPERVISOR_ROLES:
+        raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
+    try:
+        typed = parse_arrivals(request.GET.get("arrivals_per_hour", ""))
+    except InvalidWhatIf as exc:
+        return render(request, "console/_dashboard_staffing.html", {"error": str(exc)}, status=400)
+    rate, source, mix, minutes = await sync_to_async(what_if_inputs)(clinic=staff.clinic, arrivals_per_hour=typed)
+    what_if = await sync_to_async(staffing_what_if, thread_sensitive=False)(
+        clinic=staff.clinic, arrivals_per_hour=rate, source=source, mix=mix, mean_service_minutes=minutes
+    )
+    return render(request, "console/_dashboard_staffing.html", {"what_if": what_if})
 
 
 @require_GET
