@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 FHIR_PORT ?= 8091
 
-.PHONY: run test lint typecheck services bench clean
+.PHONY: run test test-embedded lint typecheck services bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	scripts/ensure-test-services.sh
 	$(PY) -m pytest
+
+## test-embedded: the suite (browser tests aside) on SQLite, the embedded default `make run` uses.
+test-embedded: $(VENV)/.installed
+	mkdir -p var
+	rm -f var/test-embedded.sqlite3
+	DATABASE_URL=sqlite:///$(CURDIR)/var/embedded-unused.sqlite3 CARELINE_TEST_DB=$(CURDIR)/var/test-embedded.sqlite3 \
+		$(PY) -m pytest -q -m "not e2e"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -210,6 +210,8 @@ TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)
 # Presence: a console that sent nothing (connect or heartbeat ping) for this long counts as offline (seconds).
 # The console pings every 20 s.
 PRESENCE_OFFLINE_SECONDS = env.int("PRESENCE_OFFLINE_SECONDS", default=90)
+# Claims reuse a clinic's queue discipline (rates, overload mode) this long per process; 0 recomputes per claim.
+TRIAGE_DISCIPLINE_CACHE_SECONDS = env.int("TRIAGE_DISCIPLINE_CACHE_SECONDS", default=15)
 
 STATIC_ROOT.mkdir(exist_ok=True)
 
