@@ -39,6 +39,8 @@ DEFAULT_MIX: dict[int, float] = {2: 12.0, 3: 30.0, 4: 36.0, 5: 20.0}
 # Calls simulated per staffing trial: ~0.5 s each on this machine kind; the answer is cached per input.
 WHAT_IF_CALLS = 10_000
 WHAT_IF_CACHE_SECONDS = 300
+# Below this many arrivals in the last 12 h the clinic's own mix is noise: the bench's mix is used instead.
+MIN_MIX_SAMPLE = 20
 MAX_ARRIVALS_PER_HOUR = 1000.0
 
 SHIFT = timedelta(hours=12)
@@ -176,7 +178,8 @@ class StaffingWhatIf:
     """Nurses needed to meet every KPI (`nurses_needed`, None with `error` when no staffing does).
 
     `arrivals_per_hour` and its `source` ("typed", "last hour", or "last 12 h" when the last hour had none),
-    `mix` (level -> share, %, of the last 12 h arrivals, else the bench's nurse-line mix), and
+    `mix` (level -> share, %, of the last 12 h arrivals when there were at least `MIN_MIX_SAMPLE`, else the
+    bench's nurse-line mix 12/30/36/20), and
     `mean_service_minutes` (the measured mean handle time of `queue_discipline`).
     """
 
@@ -214,7 +217,10 @@ def what_if_inputs(
     )
     counts = {row["acuity"]: row["n"] for row in recent}
     total = sum(counts.values())
-    mix = {level: 100.0 * counts.get(level, 0) / total for level in (2, 3, 4, 5)} if total else dict(DEFAULT_MIX)
+    if total >= MIN_MIX_SAMPLE:
+        mix = {level: 100.0 * counts.get(level, 0) / total for level in (2, 3, 4, 5)}
+    else:
+        mix = dict(DEFAULT_MIX)
     if arrivals_per_hour is not None:
         rate, source = arrivals_per_hour, "typed"
     elif discipline.arrivals_last_hour:

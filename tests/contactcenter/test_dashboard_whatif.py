@@ -82,3 +82,10 @@ def test_what_if_is_for_supervisors_only(personas):
     assert _client(personas.alice).get("/console/dashboard/staffing/").status_code == 403
     anonymous = Client().get("/console/dashboard/staffing/")
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+
+
+def test_what_if_learns_the_mix_from_enough_recent_arrivals(personas):
+    for acuity in [2] * 10 + [5] * 10:  # 20 arrivals in the last 12 h: the clinic's own mix is used
+        case_enqueue(clinic=personas.north, callback_number="+15555550102", acuity=acuity)
+    html = _client(personas.bob).get("/console/dashboard/staffing/", {"arrivals_per_hour": "6"}).content.decode()
+    assert "2: 50 %, 3: 0 %, 4: 0 %, 5: 50 %" in html
