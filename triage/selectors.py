@@ -220,7 +220,8 @@ def queue_discipline(
     load = arrivals * handle_seconds / 3600.0 / nurses
     threshold = float(clinic.overload_threshold)
     basis = (
-        f"{arrivals} arrival{'s' if arrivals != 1 else ''} in the last hour x {handle_seconds / 60:.1f} min mean handle time"
+        f"{arrivals} arrival{'s' if arrivals != 1 else ''} in the last hour"
+        f" x {handle_seconds / 60:.1f} min mean handle time"
         f" / {nurses} nurse{'s' if nurses != 1 else ''} on duty"
     )
     if load >= threshold:
