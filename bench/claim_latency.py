@@ -32,18 +32,10 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/careli
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careline.settings.base")
 os.environ.setdefault("CARELINE_DEMO", "false")
 
-import psycopg  # noqa: E402
 
+from benchdb import fresh_database  # noqa: E402
 
-def ensure_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-ensure_database(os.environ["DATABASE_URL"])
+fresh_database(os.environ["DATABASE_URL"])
 
 import django  # noqa: E402
 
