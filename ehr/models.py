@@ -52,11 +52,26 @@ class WriteBack(models.Model):
 
 
 class Hl7Message(models.Model):
-    """Log of HL7 v2 messages sent or received, with their ACK status. `control_id` is MSH-10."""
+    """Log of HL7 v2 messages sent or received, with their ACK status. `control_id` is MSH-10.
+
+    Inbound rows (`ehr.hl7.listener`) are written before the ACK goes out, with MSH-3/MSH-4 and a
+    processing `state`; `at` is when the frame was received. Dedupe: at most one *applied* inbound row per
+    (clinic, MSH-3, MSH-4, MSH-10) (constraint `hl7_inbound_applied_once`); a resend of an applied message
+    is stored as `duplicate` and ACKed AA again; a resend of a rejected one is processed afresh.
+    `raw` holds the message text (PHI: it lives in the database only, never in log lines); bytes that are not
+    UTF-8 are kept as backslash escapes.
+    """
 
     class Direction(models.TextChoices):
         OUTBOUND = "out", "Outbound"
         INBOUND = "in", "Inbound"
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "Received (stored, not yet applied)"
+        APPLIED = "applied", "Applied (ACK AA)"
+        DUPLICATE = "duplicate", "Duplicate of an applied message (ACK AA, not re-applied)"
+        ERROR = "error", "Cannot be applied (ACK AE)"
+        REJECTED = "rejected", "Cannot be parsed or not supported (ACK AR)"
 
     clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     direction = models.CharField(max_length=3, choices=Direction.choices)
@@ -66,6 +81,65 @@ class Hl7Message(models.Model):
     ack_code = models.CharField(max_length=2, blank=True)
     ack_text = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+    # Inbound only (blank on outbound rows).
+    sending_application = models.CharField(max_length=255, blank=True, help_text="MSH-3")
+    sending_facility = models.CharField(max_length=255, blank=True, help_text="MSH-4")
+    state = models.CharField(max_length=10, choices=State.choices, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "sending_application", "sending_facility", "control_id"],
+                condition=models.Q(direction="in", state="applied"),
+                name="hl7_inbound_applied_once",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"HL7 {self.direction} {self.message_type} {self.control_id} ({self.ack_code or 'no ACK'})"
+
+
+class PatientLink(models.Model):
+    """A patient as the clinic's ADT feed knows them: MRN, FHIR Patient id when known, demographics.
+
+    Scoped to one clinic (the listener serves one clinic: `mllp_listen --clinic`). `mrn` is PID-3.1 of the
+    repetition with identifier type MR (else the first), `mrn_authority` its PID-3.4 (assigning authority);
+    (clinic, mrn_authority, mrn) is unique. `fhir_id` comes from a PID-3 repetition whose assigning authority
+    is `FHIR` (the form CareLine's own ORU uses). After an ADT^A40 merge the prior MRN's row stays as an
+    alias with `merged_into` set to the survivor; `resolve()` follows it, so a lookup by the old MRN lands on
+    the surviving patient. Name, birth date and phones are PHI: fine in the database, never in log lines.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patient_links")
+    mrn = models.CharField(max_length=64)
+    mrn_authority = models.CharField(max_length=64, blank=True)
+    fhir_id = models.CharField(max_length=64, blank=True)
+    family_name = models.CharField(max_length=200, blank=True)
+    given_name = models.CharField(max_length=200, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    phones = models.JSONField(default=list, blank=True, help_text="E.164 where parseable, else as sent")
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="aliases", help_text="ADT^A40"
+    )
+    last_control_id = models.CharField(max_length=64, blank=True, help_text="MSH-10 of the last applied message")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "mrn_authority", "mrn"], name="patient_link_mrn_unique")
+        ]
+        indexes = [models.Index(fields=["clinic", "fhir_id"], name="patient_link_fhir")]
+
+    def __str__(self) -> str:
+        return f"PatientLink {self.pk} (clinic {self.clinic_id}{', merged' if self.merged_into_id else ''})"
+
+    def resolve(self) -> PatientLink:
+        """The surviving link: self, or the end of the `merged_into` chain (A40 keeps chains one deep)."""
+        link = self
+        for _ in range(10):  # chains are flattened on merge; the bound only guards against a bad row
+            if link.merged_into is None:
+                return link
+            link = link.merged_into
+        return link

@@ -192,6 +192,10 @@ HL7_MLLP_PORT = env.int("HL7_MLLP_PORT", default=2575)
 HL7_TIMEOUT_SECONDS = env.float("HL7_TIMEOUT_SECONDS", default=10.0)
 HL7_SENDING_APPLICATION = env.str("HL7_SENDING_APPLICATION", default="CARELINE")
 HL7_RECEIVING_APPLICATION = env.str("HL7_RECEIVING_APPLICATION", default="EHR")
+# Inbound ADT feed (`manage.py mllp_listen`): largest MLLP frame accepted (bytes) and how long a connection
+# may stay silent before it is closed (seconds; senders reconnect on their next message).
+HL7_MLLP_MAX_FRAME_BYTES = env.int("HL7_MLLP_MAX_FRAME_BYTES", default=1 << 20)
+HL7_MLLP_IDLE_SECONDS = env.float("HL7_MLLP_IDLE_SECONDS", default=300.0)
 
 # Write-back retry backoff (seconds): exponential, capped, with jitter.
 WRITEBACK_BACKOFF_FACTOR_SECONDS = env.int("WRITEBACK_BACKOFF_FACTOR_SECONDS", default=10)
