@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 FHIR_PORT ?= 8091
+MLLP_PORT ?= 2575
 
 .PHONY: run test test-embedded lint typecheck services bench clean
 
@@ -13,12 +14,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## run: install, migrate, seed the demo clinic, start the demo EHR, daphne, Celery worker and beat.
+## run: install, migrate, seed the demo clinic, start the demo EHR, daphne, Celery worker and beat, the MLLP listener.
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
-	CARELINE_PORT=$(PORT) CARELINE_FHIR_PORT=$(FHIR_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
+	CARELINE_PORT=$(PORT) CARELINE_FHIR_PORT=$(FHIR_PORT) CARELINE_MLLP_PORT=$(MLLP_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
 		$(VENV)/bin/honcho --procfile Procfile start
 
 ## test: the whole suite against PostgreSQL and Redis on localhost (started if down), Chromium for e2e.
