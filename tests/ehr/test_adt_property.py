@@ -22,8 +22,9 @@ segment = st.builds(
     st.lists(field, max_size=14),
 )
 msh = st.builds(
-    lambda trigger, control, version, rest: f"MSH|^~\\&|APP|FAC|CL|north|20260101||ADT^{trigger}|{control}|P|{version}"
-    + rest,
+    lambda trigger, control, version, rest: (
+        f"MSH|^~\\&|APP|FAC|CL|north|20260101||ADT^{trigger}|{control}|P|{version}" + rest
+    ),
     st.sampled_from(["A04", "A08", "A28", "A31", "A40", "A01", "A03", "", "A4"]),
     st.one_of(text, st.just("C-1")),
     st.sampled_from(["2.5", "2.3", "2.8.2", "", "9", "2.5^x"]),
