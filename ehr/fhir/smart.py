@@ -404,6 +404,13 @@ def forget_access_token(*, base_url: str | None = None) -> None:
         cache.delete(token_key)
 
 
+def token_state_reset(*, base_url: str | None = None) -> None:
+    """Forget the cached token and any failure backoff for `base_url` (after fixing a key registration)."""
+    if backend_services_configured():
+        token_key, failure_key = _token_cache_keys((base_url or settings.FHIR_BASE_URL).rstrip("/"))
+        cache.delete_many([token_key, failure_key])
+
+
 # --- EHR launch (SMART App Launch, authorization code + PKCE) -----------------------------------------------------
 
 
