@@ -6,6 +6,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from contactcenter import smart_views
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:queue", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -14,6 +16,10 @@ urlpatterns = [
     path("ivr/", include("ivr.urls")),
     path("console/", include("contactcenter.urls")),
     path("api/v1/", include("contactcenter.api_urls")),
+    # SMART on FHIR: the keys to register at the EHR, and the EHR launch of the console.
+    path(".well-known/jwks.json", smart_views.jwks, name="smart-jwks"),
+    path("smart/launch/", smart_views.launch, name="smart-launch"),
+    path("smart/callback/", smart_views.callback, name="smart-callback"),
 ]
 
 if settings.CARELINE_DEMO:

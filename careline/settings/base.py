@@ -187,6 +187,23 @@ FHIR_TIMEOUT_SECONDS = env.float("FHIR_TIMEOUT_SECONDS", default=10.0)
 # Patient context (chart) cache per patient, seconds.
 FHIR_CONTEXT_CACHE_SECONDS = env.int("FHIR_CONTEXT_CACHE_SECONDS", default=120)
 
+# SMART on FHIR backend services (ehr/fhir/smart.py). With a client id and at least one key, every FHIR request
+# carries a bearer token. FHIR_SMART_PRIVATE_KEYS: comma-separated PEM paths; the first signs, all are published
+# at /.well-known/jwks.json (rotation: add the new key second, then move it first, then remove the old one).
+FHIR_SMART_CLIENT_ID = env.str("FHIR_SMART_CLIENT_ID", default="")
+FHIR_SMART_PRIVATE_KEYS = env.list("FHIR_SMART_PRIVATE_KEYS", default=[])
+FHIR_SMART_SCOPE = env.str("FHIR_SMART_SCOPE", default="system/*.read system/*.write")
+# A token is reused until this many seconds before `expires_in` (seconds).
+FHIR_SMART_TOKEN_EXPIRY_MARGIN_SECONDS = env.int("FHIR_SMART_TOKEN_EXPIRY_MARGIN_SECONDS", default=60)
+# After a failed token request (wrong key, server down), token requests pause this long (seconds).
+FHIR_SMART_TOKEN_FAILURE_BACKOFF_SECONDS = env.int("FHIR_SMART_TOKEN_FAILURE_BACKOFF_SECONDS", default=30)
+# .well-known/smart-configuration (or CapabilityStatement) is re-read after this long (seconds).
+FHIR_SMART_DISCOVERY_CACHE_SECONDS = env.int("FHIR_SMART_DISCOVERY_CACHE_SECONDS", default=3600)
+# SMART App Launch (EHR launch of the console): a public client with PKCE; only these FHIR bases may launch.
+FHIR_SMART_LAUNCH_CLIENT_ID = env.str("FHIR_SMART_LAUNCH_CLIENT_ID", default="")
+FHIR_SMART_LAUNCH_ISS = env.list("FHIR_SMART_LAUNCH_ISS", default=[])
+FHIR_SMART_LAUNCH_SCOPE = env.str("FHIR_SMART_LAUNCH_SCOPE", default="launch openid fhirUser patient/*.read")
+
 HL7_MLLP_HOST = env.str("HL7_MLLP_HOST", default="")
 HL7_MLLP_PORT = env.int("HL7_MLLP_PORT", default=2575)
 HL7_TIMEOUT_SECONDS = env.float("HL7_TIMEOUT_SECONDS", default=10.0)

@@ -1,7 +1,9 @@
 """Connection to the FHIR R4 server through `fhirclient`, with the timeouts fhirclient lacks.
 
 fhirclient's `FHIRServer` uses a `requests.Session` without timeouts; `server_for(timeout)` gives it one
-whose every request has `timeout` seconds, and maps transport failures to `EhrUnavailable`.
+whose every request has `timeout` seconds, and maps transport failures to `EhrUnavailable`. When SMART
+backend services are configured (`ehr.fhir.smart`), the session also sends `Authorization: Bearer` on every
+request to the FHIR base (never to another host), and after a 401 fetches a new token and resends once.
 """
 
 from __future__ import annotations
@@ -13,27 +15,48 @@ import requests
 from django.conf import settings
 from fhirclient.server import FHIRServer
 
+from ehr.fhir import smart
 from ehr.types import EhrRejected, EhrUnavailable
 
 T = TypeVar("T")
 
 
 class _TimeoutSession(requests.Session):
-    """A session whose requests default to `timeout` seconds (connect and read)."""
+    """A session whose requests default to `timeout` seconds (connect and read), with SMART auth if set up.
 
-    def __init__(self, timeout: float) -> None:
+    `base_url`: the FHIR base; only requests under it carry the bearer token.
+    """
+
+    def __init__(self, timeout: float, base_url: str = "") -> None:
         super().__init__()
         self.timeout = timeout
+        self.base_url = base_url.rstrip("/")
+        self.smart = bool(base_url) and smart.backend_services_configured()
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(*args, **kwargs)
+        target = url.decode() if isinstance(url, bytes) else url
+        if not self.smart or not (target == self.base_url or target.startswith(self.base_url + "/")):
+            return super().request(method, url, *args, **kwargs)
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers["Authorization"] = f"Bearer {smart.access_token(base_url=self.base_url, timeout=self.timeout)}"
+        response = super().request(method, url, *args, **{**kwargs, "headers": headers})
+        if response.status_code == 401:  # revoked or expired early (server restart): one fresh token, once
+            smart.forget_access_token(base_url=self.base_url)
+            headers["Authorization"] = f"Bearer {smart.access_token(base_url=self.base_url, timeout=self.timeout)}"
+            response = super().request(method, url, *args, **{**kwargs, "headers": headers})
+        return response
 
 
 def server_for(timeout: float | None = None) -> FHIRServer:
-    """A fhirclient `FHIRServer` on `FHIR_BASE_URL` whose requests time out after `timeout` seconds."""
-    server = FHIRServer(None, base_uri=settings.FHIR_BASE_URL.rstrip("/") + "/")
-    server.session = _TimeoutSession(timeout if timeout is not None else settings.FHIR_TIMEOUT_SECONDS)
+    """A fhirclient `FHIRServer` on `FHIR_BASE_URL` whose requests time out after `timeout` seconds.
+
+    With SMART backend services configured, every request carries a cached bearer token; a token failure
+    raises EhrRejected / EhrUnavailable from the request (see `ehr.fhir.smart.access_token`).
+    """
+    base = settings.FHIR_BASE_URL.rstrip("/")
+    server = FHIRServer(None, base_uri=base + "/")
+    server.session = _TimeoutSession(timeout if timeout is not None else settings.FHIR_TIMEOUT_SECONDS, base)
     return server
 
 
