@@ -62,6 +62,10 @@ def _sent() -> int:
 def test_a_worker_killed_mid_burst_loses_and_duplicates_nothing(
     fhir, mllp_peer, settings, personas, make_outcome, monkeypatch, tmp_path
 ) -> None:
+    if connection.vendor != "postgresql":
+        # Several worker processes writing at once is a production (PostgreSQL) property; the embedded SQLite
+        # run executes tasks in-process and would only report "database is locked".
+        pytest.skip("the worker-crash test needs PostgreSQL (make test runs it)")
     queue = f"careline-test-outbox-{uuid.uuid4().hex[:8]}"
     settings.HL7_MLLP_HOST, settings.HL7_MLLP_PORT = mllp_peer.host, mllp_peer.port
     # This process only enqueues: tasks go to the broker, on the test's own queue.
