@@ -34,6 +34,10 @@ admins' consoles join (nurses never receive them):
 | `surge.started` | `{"acuity", "estimated_wait_seconds", "paged"}` | a level's estimated wait passed the clinic's |
 |                 |                                                 | surge threshold; off-shift nurses paged      |
 | `presence.changed`| `{"user_id", "state"}`                        | a staff member's console presence changed    |
+| `writeback.dead`| `{"writeback_id", "case_id", "target",`         | an outbound message was refused for good     |
+|                 | `"message_type", "reason"}`                     | (HL7 AR, or AE `HL7_AE_MAX_ATTEMPTS` times); |
+|                 |                                                 | it holds back the patient's later messages   |
+|                 |                                                 | until an analyst retries or skips it         |
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ EVENT_TYPES = frozenset(
 )
 
 # Sent to `supervisor_group_name(clinic_id)` instead of the clinic's console group.
-SUPERVISOR_EVENT_TYPES = frozenset({"case.escalated", "surge.started", "presence.changed"})
+SUPERVISOR_EVENT_TYPES = frozenset({"case.escalated", "surge.started", "presence.changed", "writeback.dead"})
 
 # The Channels message type the consumer handles (`console_event` method).
 CONSUMER_MESSAGE_TYPE = "console.event"

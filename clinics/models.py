@@ -31,6 +31,23 @@ CTAS_KPI_TARGETS: dict[str, dict[str, float]] = {
     "5": {"seconds": 120 * 60, "fraction": 0.80},
 }
 
+# HL7 v2 outbound message types a clinic can send (ehr.hl7.oru / ehr.hl7.mdm).
+HL7_OUTBOUND_TYPES = ("ORU^R01", "MDM^T02")
+
+
+def default_hl7_outbound_types() -> list[str]:
+    """A fresh default: ORU^R01 only (the message every EHR results interface accepts)."""
+    return ["ORU^R01"]
+
+
+def validate_hl7_outbound_types(value: Any) -> None:
+    """A list of distinct types from HL7_OUTBOUND_TYPES (may be empty: no HL7 rows); ValidationError otherwise."""
+    if not isinstance(value, list) or any(item not in HL7_OUTBOUND_TYPES for item in value):
+        raise ValidationError(f"HL7 outbound types must be a list drawn from {', '.join(HL7_OUTBOUND_TYPES)}.")
+    if len(set(value)) != len(value):
+        raise ValidationError("HL7 outbound types must not repeat.")
+
+
 # Offered load (arrival rate x mean handle time / nurses on duty) at or above which claims switch from
 # accumulating priority to strict priority (triage.selectors.queue_discipline).
 DEFAULT_OVERLOAD_THRESHOLD = 0.95
@@ -85,6 +102,7 @@ class Clinic(models.Model):
     only, kept for compatibility and used as the fallback). `accumulation_rates` are the accumulating-priority
     rates b_k tuned to those targets (`manage.py tune_priority`); empty means `b_k = 1 / target_k`.
     `overload_threshold`: the offered load at or above which claims use strict priority instead.
+    `hl7_outbound_types`: the HL7 v2 messages each closed case produces (one outbox row per type).
     """
 
     slug = models.SlugField(unique=True)
@@ -125,6 +143,12 @@ class Clinic(models.Model):
         default=DEFAULT_OVERLOAD_THRESHOLD,
         validators=[MinValueValidator(0.1), MaxValueValidator(10.0)],
         help_text="Offered load at or above which claims switch to strict priority (1.0 = nurses fully busy).",
+    )
+    hl7_outbound_types = models.JSONField(
+        default=default_hl7_outbound_types,
+        blank=True,
+        validators=[validate_hl7_outbound_types],
+        help_text="HL7 v2 messages sent per closed case when HL7_MLLP_HOST is set: ORU^R01 and/or MDM^T02.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -5,7 +5,9 @@ Everything else in CareLine calls these functions; the FHIR and HL7 details stay
 
 Write-back outbox (DESIGN §6.3): `writeback_enqueue` adds rows in the caller's transaction and dispatches
 `ehr.tasks.send_writeback` on commit; `writeback_send` delivers one row under a lease; `writeback_sweep`
-(Celery beat) retries what is due. Every state change publishes `writeback.changed` (clinics.events).
+(Celery beat) retries what is due. Every state change publishes `writeback.changed` (clinics.events); a row
+going `dead` also alerts the clinic's supervisors (`writeback.dead`). HL7 rows are strictly ordered per
+patient and message type; analysts operate the queue with `writeback_retry` / `writeback_skip`.
 """
 
 from __future__ import annotations
@@ -14,29 +16,33 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from clinics import events
 from clinics.models import Clinic
+from clinics.services import audit_record
 from ehr.fhir.context import read_patient_context
 from ehr.fhir.patients import search_by_phone
 from ehr.fhir.writeback import build_bundle, send_bundle
 from ehr.hl7 import mllp
-from ehr.hl7.oru import MESSAGE_TYPE, build_oru, control_id_for
+from ehr.hl7.mdm import build_mdm
+from ehr.hl7.oru import build_oru, control_id_for
 from ehr.models import Hl7Message, WriteBack
 from ehr.serialization import context_from_dict, context_to_dict, outcome_from_dict, outcome_to_dict
 from ehr.types import EhrRejected, EhrUnavailable, Outcome, PatientContext, PatientMatch
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 logger = logging.getLogger(__name__)
 
-# A sender holds a row this long at most; a crashed worker's lease expires and the sweep takes the row.
-WRITEBACK_LEASE_SECONDS = 120
 NOT_IDENTIFIED = "caller not identified in the EHR: no Patient to file the outcome against"
 PATIENT_PENDING = "waiting for the caller's EHR lookup (the EHR was unavailable during the call)"
 
@@ -85,6 +91,18 @@ def forget_patient_context(fhir_id: str) -> None:
 
 # --- write-back outbox -------------------------------------------------------------------------------------
 
+# Outbox rows an analyst may send again now (`writeback_retry`) or give up on (`writeback_skip`).
+RETRYABLE_STATES = ("pending", "retrying", "failed", "dead")
+SKIPPABLE_STATES = ("pending", "retrying", "failed", "dead", "held")
+# HL7 rows in these states no longer hold back the patient's later messages.
+_SETTLED_STATES = (WriteBack.State.SENT, WriteBack.State.SKIPPED)
+DEFAULT_HL7_TYPE = "ORU^R01"
+_HL7_BUILDERS = {"ORU^R01": (build_oru, "ORU^R01^ORU_R01"), "MDM^T02": (build_mdm, "MDM^T02^MDM_T02")}
+
+
+class WriteBackNotOperable(Exception):
+    """An analyst's retry or skip does not apply: wrong state, or no reason given."""
+
 
 def _publish(row: WriteBack) -> None:
     events.publish(
@@ -92,23 +110,46 @@ def _publish(row: WriteBack) -> None:
     )
 
 
+def hl7_ordering_key(outcome: Outcome) -> str:
+    """The patient an HL7 message is ordered under: `fhir:<Patient id>`, else `mrn:<MRN>`, else `case:<uuid>`.
+
+    The FHIR id comes first because it is what CareLine identified the caller by; an unidentified caller's
+    messages have nothing to be ordered against but their own case.
+    """
+    if outcome.patient_fhir_id:
+        return f"fhir:{outcome.patient_fhir_id}"[:160]
+    if outcome.patient_mrn:
+        return f"mrn:{outcome.patient_mrn}"[:160]
+    return f"case:{outcome.case_uuid}"
+
+
+def _idempotency_key(outcome: Outcome, target: str, message_type: str) -> str:
+    # ORU^R01 keeps the key it had before MDM existed, so rows (and MSH-10s) written earlier stay the same.
+    if target == WriteBack.Target.HL7V2 and message_type != DEFAULT_HL7_TYPE:
+        return f"{outcome.case_uuid}:{target}:{message_type}"
+    return f"{outcome.case_uuid}:{target}"
+
+
 def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
     """Write the outbox rows for `outcome` in the caller's transaction; dispatch sending on commit.
 
     Rows: one `fhir` row (without `outcome.patient_fhir_id`: state `held` while `outcome.patient_pending`,
     i.e. the caller's EHR lookup is still to be retried, else `skipped` with `last_error` saying why: the
-    caller was never identified), and one `hl7v2` row when `HL7_MLLP_HOST` is set (an HL7 v2
-    feed can still file an unidentified call by its case number). `idempotency_key` is
-    `"<case_uuid>:<target>"`; enqueuing the same outcome twice returns the existing rows unchanged.
+    caller was never identified), and, when `HL7_MLLP_HOST` is set, one `hl7v2` row per type in
+    `clinic.hl7_outbound_types` (`ORU^R01`, `MDM^T02`; an HL7 v2 feed can still file an unidentified call by
+    its case number), each with its `message_type` and `ordering_key` (`hl7_ordering_key`).
+    `idempotency_key` is `"<case_uuid>:fhir"`, `"<case_uuid>:hl7v2"` (ORU^R01) or
+    `"<case_uuid>:hl7v2:<type>"`; enqueuing the same outcome twice returns the existing rows unchanged.
     `payload` is `ehr.serialization.outcome_to_dict(outcome)`. Returns the rows, fhir first.
     """
-    targets = [WriteBack.Target.FHIR]
+    targets: list[tuple[str, str]] = [(WriteBack.Target.FHIR, "")]
     if settings.HL7_MLLP_HOST:
-        targets.append(WriteBack.Target.HL7V2)
+        types = clinic.hl7_outbound_types if isinstance(clinic.hl7_outbound_types, list) else [DEFAULT_HL7_TYPE]
+        targets += [(WriteBack.Target.HL7V2, message_type) for message_type in types if message_type in _HL7_BUILDERS]
     payload = outcome_to_dict(outcome)
     rows = []
     with transaction.atomic():
-        for target in targets:
+        for target, message_type in targets:
             state, reason = WriteBack.State.PENDING, ""
             if target == WriteBack.Target.FHIR and not outcome.patient_fhir_id:
                 state, reason = (
@@ -117,11 +158,13 @@ def writeback_enqueue(*, clinic: Clinic, outcome: Outcome) -> list[WriteBack]:
                     else (WriteBack.State.SKIPPED, NOT_IDENTIFIED)
                 )
             row, created = WriteBack.objects.get_or_create(
-                idempotency_key=f"{outcome.case_uuid}:{target}",
+                idempotency_key=_idempotency_key(outcome, target, message_type),
                 defaults={
                     "clinic": clinic,
                     "source_id": outcome.case_id,
                     "target": target,
+                    "message_type": message_type,
+                    "ordering_key": hl7_ordering_key(outcome) if target == WriteBack.Target.HL7V2 else "",
                     "payload": payload,
                     "state": state,
                     "last_error": reason,
@@ -180,8 +223,49 @@ def _take_lease(writeback_id: int, now: datetime) -> bool:
             Q(lease_until__isnull=True) | Q(lease_until__lt=now),
             pk=writeback_id,
             state__in=(WriteBack.State.PENDING, WriteBack.State.RETRYING),
-        ).update(lease_until=now + timedelta(seconds=WRITEBACK_LEASE_SECONDS))
+        ).update(lease_until=now + timedelta(seconds=settings.WRITEBACK_LEASE_SECONDS))
     )
+
+
+def _same_channel(row: WriteBack) -> QuerySet[WriteBack]:
+    """The HL7 rows of `row`'s clinic, message type and patient (its ordering chain)."""
+    return WriteBack.objects.filter(
+        clinic_id=row.clinic_id,
+        target=WriteBack.Target.HL7V2,
+        message_type=row.message_type,
+        ordering_key=row.ordering_key,
+    )
+
+
+def _blocker(row: WriteBack) -> WriteBack | None:
+    """The earliest unsettled row recorded before `row` in its chain (None: `row` may be sent now).
+
+    Only HL7 rows with an ordering key are ordered; FHIR bundles are independent transactions and are not.
+    """
+    if row.target != WriteBack.Target.HL7V2 or not row.ordering_key:
+        return None
+    return (
+        _same_channel(row)
+        .exclude(state__in=_SETTLED_STATES)
+        .filter(Q(created_at__lt=row.created_at) | Q(created_at=row.created_at, pk__lt=row.pk))
+        .order_by("created_at", "pk")
+        .first()
+    )
+
+
+def _dispatch_successor(row: WriteBack) -> None:
+    """On commit, send the next row of `row`'s chain (the one `row` was holding back), if any."""
+    if row.target != WriteBack.Target.HL7V2 or not row.ordering_key:
+        return
+    successor = (
+        _same_channel(row)
+        .exclude(state__in=_SETTLED_STATES)
+        .filter(Q(created_at__gt=row.created_at) | Q(created_at=row.created_at, pk__gt=row.pk))
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if successor is not None and successor.state in (WriteBack.State.PENDING, WriteBack.State.RETRYING):
+        transaction.on_commit(partial(_dispatch, successor.pk))
 
 
 def _deliver(row: WriteBack) -> dict[str, object]:
@@ -189,12 +273,13 @@ def _deliver(row: WriteBack) -> dict[str, object]:
     outcome = outcome_from_dict(row.payload)
     if row.target == WriteBack.Target.FHIR:
         return send_bundle(build_bundle(outcome), timeout=settings.FHIR_TIMEOUT_SECONDS)
+    build, message_type = _HL7_BUILDERS[row.message_type or DEFAULT_HL7_TYPE]
     control_id = control_id_for(row.idempotency_key)
-    message = build_oru(outcome, control_id=control_id)
+    message = build(outcome, control_id=control_id)
     log = Hl7Message.objects.create(
         clinic_id=row.clinic_id,
         direction=Hl7Message.Direction.OUTBOUND,
-        message_type=MESSAGE_TYPE[:20],
+        message_type=message_type[:20],
         control_id=control_id,
         raw=message,
     )
@@ -203,75 +288,114 @@ def _deliver(row: WriteBack) -> dict[str, object]:
     )
     log.ack_code, log.ack_text = ack.code[:2], ack.text[:500]
     log.save(update_fields=["ack_code", "ack_text"])
-    mllp.require_accept(ack)
+    mllp.require_accept(ack, control_id=control_id)
     return {"control_id": control_id, "ack_code": ack.code, "ack_text": ack.text}
 
 
+def _retry_at(row: WriteBack, now: datetime) -> datetime:
+    delay = get_exponential_backoff_interval(
+        factor=settings.WRITEBACK_BACKOFF_FACTOR_SECONDS,
+        retries=row.attempts,
+        maximum=settings.WRITEBACK_BACKOFF_MAX_SECONDS,
+        full_jitter=True,
+    )
+    # Full jitter may draw 0 s: wait at least a second so a dead EHR is not retried in a tight loop.
+    return now + timedelta(seconds=max(delay, 1))
+
+
+def _alert_dead(row: WriteBack) -> None:
+    events.publish(
+        row.clinic_id,
+        "writeback.dead",
+        {
+            "writeback_id": row.pk,
+            "case_id": row.source_id,
+            "target": row.target,
+            "message_type": row.message_type,
+            "reason": row.last_error,
+        },
+    )
+
+
 def writeback_send(*, writeback_id: int, now: datetime | None = None) -> WriteBack:
-    """Deliver one outbox row, if it is still pending/retrying and no other worker holds it.
+    """Deliver one outbox row, if it is still pending/retrying, no other worker holds it, and (HL7) no
+    earlier message of the same patient and type is unsettled.
 
     Success: state `sent`, `sent_at`, `response` (FHIR: each entry's status and location; HL7: control id
-    and ACK). EhrUnavailable: state `retrying`, `attempts + 1`, `next_attempt_at = now + backoff`, the
-    backoff being celery's exponential interval (factor `WRITEBACK_BACKOFF_FACTOR_SECONDS`, cap
-    `WRITEBACK_BACKOFF_MAX_SECONDS`, full jitter). EhrRejected: state `failed` (a person must look).
-    A row that is sent, failed, skipped or leased elsewhere is returned unchanged (idempotent).
+    and ACK); the patient's next HL7 message is dispatched on commit. EhrUnavailable (down, timeout, no ACK,
+    MSA-2 not our MSH-10): state `retrying`, `attempts + 1`, `next_attempt_at = now + backoff`, the backoff
+    being celery's exponential interval (factor `WRITEBACK_BACKOFF_FACTOR_SECONDS`, cap
+    `WRITEBACK_BACKOFF_MAX_SECONDS`, full jitter). HL7 AR/CR: state `dead` at once; AE/CE: `retrying` until
+    the `HL7_AE_MAX_ATTEMPTS`th AE, then `dead` (interface-engine practice: AR means the message itself is
+    unacceptable, AE that the receiver could not apply it now, e.g. an ADT not yet processed). `dead` alerts
+    the supervisors (`writeback.dead`) and holds back the patient's later messages until an analyst retries
+    or skips it. Other EhrRejected (FHIR 4xx): state `failed` (a person must look).
+    A row held back by an earlier one stays as it is (`last_error` says which row it waits for).
+    A row that is sent, failed, dead, skipped or leased elsewhere is returned unchanged (idempotent).
     Raises WriteBack.DoesNotExist.
     """
     now = now or timezone.now()
     if not _take_lease(writeback_id, now):
         return WriteBack.objects.get(pk=writeback_id)
     row = WriteBack.objects.get(pk=writeback_id)
-    update: dict[str, object] = {"lease_until": None}
+    blocker = _blocker(row)
+    if blocker is not None:
+        waiting = f"waiting for earlier message #{blocker.pk} ({blocker.state}) of the same patient"
+        WriteBack.objects.filter(pk=row.pk).update(lease_until=None, last_error=waiting)
+        # The blocker may have settled between our check and the release (its successor dispatch then found
+        # this row leased): look once more, so the row does not wait for the next sweep.
+        if _blocker(row) is None:
+            return writeback_send(writeback_id=writeback_id, now=now)
+        row.refresh_from_db()
+        return row
+    update: dict[str, object] = {"lease_until": None, "attempts": row.attempts + 1}
     try:
         response = _deliver(row)
-    except EhrRejected as exc:
-        update.update(
-            state=WriteBack.State.FAILED, attempts=row.attempts + 1, last_error=str(exc)[:2000], next_attempt_at=None
-        )
-        logger.warning("write-back %s (%s) rejected: %s", row.pk, row.target, type(exc).__name__)
     except EhrUnavailable as exc:
-        delay = get_exponential_backoff_interval(
-            factor=settings.WRITEBACK_BACKOFF_FACTOR_SECONDS,
-            retries=row.attempts,
-            maximum=settings.WRITEBACK_BACKOFF_MAX_SECONDS,
-            full_jitter=True,
-        )
-        # Full jitter may draw 0 s: wait at least a second so a dead EHR is not retried in a tight loop.
-        delay = max(delay, 1)
-        update.update(
-            state=WriteBack.State.RETRYING,
-            attempts=row.attempts + 1,
-            last_error=str(exc)[:2000],
-            next_attempt_at=now + timedelta(seconds=delay),
-        )
-        logger.info("write-back %s (%s) will retry in %ss: %s", row.pk, row.target, delay, type(exc).__name__)
+        update.update(state=WriteBack.State.RETRYING, last_error=str(exc)[:2000], next_attempt_at=_retry_at(row, now))
+        logger.info("write-back %s (%s) will retry: %s", row.pk, row.target, type(exc).__name__)
+    except mllp.AckError as exc:
+        if row.attempts + 1 >= settings.HL7_AE_MAX_ATTEMPTS:
+            update.update(
+                state=WriteBack.State.DEAD, last_error=f"{exc} ({row.attempts + 1} times)", next_attempt_at=None
+            )
+        else:
+            update.update(state=WriteBack.State.RETRYING, last_error=str(exc), next_attempt_at=_retry_at(row, now))
+        logger.warning("write-back %s (%s) answered %s", row.pk, row.target, type(exc).__name__)
+    except mllp.AckRefused as exc:
+        update.update(state=WriteBack.State.DEAD, last_error=str(exc)[:2000], next_attempt_at=None)
+        logger.warning("write-back %s (%s) refused: %s", row.pk, row.target, type(exc).__name__)
+    except EhrRejected as exc:
+        update.update(state=WriteBack.State.FAILED, last_error=str(exc)[:2000], next_attempt_at=None)
+        logger.warning("write-back %s (%s) rejected: %s", row.pk, row.target, type(exc).__name__)
     else:
         update.update(
-            state=WriteBack.State.SENT,
-            attempts=row.attempts + 1,
-            last_error="",
-            response=response,
-            sent_at=timezone.now(),
-            next_attempt_at=None,
+            state=WriteBack.State.SENT, last_error="", response=response, sent_at=timezone.now(), next_attempt_at=None
         )
     with transaction.atomic():
         WriteBack.objects.filter(pk=row.pk).update(**update)
         row.refresh_from_db()
         _publish(row)
+        if row.state == WriteBack.State.DEAD:
+            _alert_dead(row)
+        if row.state == WriteBack.State.SENT:
+            _dispatch_successor(row)
     return row
 
 
 def writeback_sweep(*, now: datetime | None = None) -> int:
-    """Send every row that is pending or retrying and due (`next_attempt_at` null or <= `now`).
+    """Send every row that is pending or retrying and due (`next_attempt_at` null or <= `now`), oldest first.
 
-    Rows leased by another worker are skipped by `writeback_send`. Returns the number of rows attempted.
+    Oldest first keeps each patient's HL7 messages in order within one sweep (a row whose predecessor fails
+    in this sweep waits; see `writeback_send`). Rows leased by another worker are skipped by
+    `writeback_send`. Returns the number of rows attempted.
     """
     now = now or timezone.now()
     due = (
         WriteBack.objects.filter(state__in=(WriteBack.State.PENDING, WriteBack.State.RETRYING))
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .order_by("created_at")
+        .order_by("created_at", "pk")
         .values_list("pk", flat=True)
     )
     count = 0
@@ -279,3 +403,78 @@ def writeback_sweep(*, now: datetime | None = None) -> int:
         writeback_send(writeback_id=writeback_id, now=now)
         count += 1
     return count
+
+
+def _operate(
+    *, clinic: Clinic, writeback_id: int, actor: User | None, reason: str, source_ip: str | None, action: str
+) -> WriteBack:
+    reason = reason.strip()
+    if not reason:
+        raise WriteBackNotOperable("Give a reason: it is kept with the row and the audit log.")
+    allowed = RETRYABLE_STATES if action == "writeback.retry" else SKIPPABLE_STATES
+    with transaction.atomic():
+        row = WriteBack.objects.select_for_update().get(clinic=clinic, pk=writeback_id)
+        if row.state not in allowed:
+            raise WriteBackNotOperable(f"A {row.get_state_display().lower()} message cannot be changed.")
+        if row.lease_until is not None and row.lease_until > timezone.now():
+            raise WriteBackNotOperable("A worker is sending this message right now; try again in a moment.")
+        if action == "writeback.retry":
+            row.state, row.next_attempt_at = WriteBack.State.PENDING, None
+        else:
+            row.state, row.next_attempt_at = WriteBack.State.SKIPPED, None
+        row.operator_note = reason[:2000]
+        row.save(update_fields=["state", "next_attempt_at", "operator_note"])
+        audit_record(
+            clinic=clinic,
+            actor=actor,
+            action=action,
+            object_type="writeback",
+            object_id=row.pk,
+            patient_ref=str(row.payload.get("patient_fhir_id", "")),
+            source_ip=source_ip,
+        )
+        _publish(row)
+        if row.state == WriteBack.State.PENDING:
+            transaction.on_commit(partial(_dispatch, row.pk))
+        else:
+            _dispatch_successor(row)
+    return row
+
+
+def writeback_retry(
+    *, clinic: Clinic, writeback_id: int, actor: User | None, reason: str, source_ip: str | None = None
+) -> WriteBack:
+    """An analyst sends a row again now: state `pending`, due now, dispatched on commit; audited.
+
+    Applies to rows of `clinic` in RETRYABLE_STATES (pending, retrying, failed, dead) not leased by a worker;
+    `attempts` is kept (the backoff restarts where it was). `reason` (required) is kept in `operator_note`;
+    the audit row is `writeback.retry`. Raises WriteBack.DoesNotExist (another clinic's row, or none) and
+    WriteBackNotOperable (no reason, wrong state, being sent).
+    """
+    return _operate(
+        clinic=clinic,
+        writeback_id=writeback_id,
+        actor=actor,
+        reason=reason,
+        source_ip=source_ip,
+        action="writeback.retry",
+    )
+
+
+def writeback_skip(
+    *, clinic: Clinic, writeback_id: int, actor: User | None, reason: str, source_ip: str | None = None
+) -> WriteBack:
+    """An analyst gives up on a row: state `skipped`, never sent; the patient's next HL7 message goes on.
+
+    Applies to rows of `clinic` in SKIPPABLE_STATES (pending, retrying, failed, dead, held) not leased by a
+    worker. `reason` (required) is kept in `operator_note`; the audit row is `writeback.skip`. Raises
+    WriteBack.DoesNotExist and WriteBackNotOperable as `writeback_retry`.
+    """
+    return _operate(
+        clinic=clinic,
+        writeback_id=writeback_id,
+        actor=actor,
+        reason=reason,
+        source_ip=source_ip,
+        action="writeback.skip",
+    )

@@ -213,10 +213,15 @@ HL7_RECEIVING_APPLICATION = env.str("HL7_RECEIVING_APPLICATION", default="EHR")
 # may stay silent before it is closed (seconds; senders reconnect on their next message).
 HL7_MLLP_MAX_FRAME_BYTES = env.int("HL7_MLLP_MAX_FRAME_BYTES", default=1 << 20)
 HL7_MLLP_IDLE_SECONDS = env.float("HL7_MLLP_IDLE_SECONDS", default=300.0)
+# An outbound HL7 message answered AE/CE this many times goes `dead` (AR/CR: dead at once).
+HL7_AE_MAX_ATTEMPTS = env.int("HL7_AE_MAX_ATTEMPTS", default=3)
 
 # Write-back retry backoff (seconds): exponential, capped, with jitter.
 WRITEBACK_BACKOFF_FACTOR_SECONDS = env.int("WRITEBACK_BACKOFF_FACTOR_SECONDS", default=10)
 WRITEBACK_BACKOFF_MAX_SECONDS = env.int("WRITEBACK_BACKOFF_MAX_SECONDS", default=900)
+# A worker holds an outbox row this long at most while sending; a killed worker's lease expires and the sweep
+# resends. Must exceed the slowest send (FHIR_TIMEOUT_SECONDS / HL7_TIMEOUT_SECONDS plus margin).
+WRITEBACK_LEASE_SECONDS = env.int("WRITEBACK_LEASE_SECONDS", default=120)
 
 # Twilio. Without an account SID the outbound SMS stays in the outbox (state "recorded"), shown by the demo.
 # The auth token also verifies every inbound webhook signature, so it always has a value; the default is the

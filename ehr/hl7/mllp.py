@@ -19,13 +19,30 @@ from ehr.types import EhrRejected, EhrUnavailable
 MAX_ACK_BYTES = 1 << 20
 
 
+class AckRefused(EhrRejected):
+    """MSA-1 AR/CR: the receiver refused the message itself (structure, type, processing ID). Never retried."""
+
+
+class AckError(EhrRejected):
+    """MSA-1 AE/CE: the receiver could not apply the message (e.g. unknown patient). May pass on a later try."""
+
+
+class AckMismatch(EhrUnavailable):
+    """MSA-2 is not the MSH-10 just sent: the answer belongs to another message, so ours is unconfirmed.
+
+    Retried like an outage: resending the same MSH-10 is safe for a receiver that dedupes on MSH-10.
+    """
+
+
 @dataclass(frozen=True)
 class Ack:
-    """The peer's answer: MSA-1 `code` (AA, AE, AR; or CA/CE/CR in enhanced mode), MSA-3 `text`, the raw ACK."""
+    """The peer's answer: MSA-1 `code` (AA, AE, AR; or CA/CE/CR in enhanced mode), MSA-2 `control_id` (the
+    MSH-10 it acknowledges), MSA-3 `text`, the raw ACK."""
 
     code: str
     text: str
     raw: str
+    control_id: str = ""
 
 
 class _TimedClient(MLLPClient):  # type: ignore[misc]
@@ -57,7 +74,12 @@ def parse_ack(reply: bytes) -> Ack:
         msa = message.segment("MSA")
     except (KeyError, hl7.ParseException) as exc:
         raise EhrUnavailable("MLLP peer's ACK has no MSA segment") from exc
-    return Ack(code=str(msa[1]), text=str(msa(3)) if len(msa) > 3 else "", raw=text)
+    return Ack(
+        code=str(msa[1]),
+        text=str(msa(3)) if len(msa) > 3 else "",
+        raw=text,
+        control_id=str(msa(2)) if len(msa) > 2 else "",
+    )
 
 
 def send_message(message: str, *, host: str, port: int, timeout: float) -> Ack:
@@ -73,7 +95,17 @@ def send_message(message: str, *, host: str, port: int, timeout: float) -> Ack:
     return parse_ack(reply)
 
 
-def require_accept(ack: Ack) -> None:
-    """Raise EhrRejected unless MSA-1 is AA/CA (accepted)."""
-    if ack.code not in ("AA", "CA"):
-        raise EhrRejected(f"HL7 ACK {ack.code or '(no code)'}")
+def require_accept(ack: Ack, *, control_id: str) -> None:
+    """Check an ACK against the message it answers (HL7 v2.5 §2.9.2, original acknowledgment mode).
+
+    `control_id` is the MSH-10 sent. Returns when MSA-1 is AA/CA and MSA-2 equals `control_id`.
+    Raises AckMismatch (an EhrUnavailable: retry) when MSA-2 differs, AckRefused (AR/CR) or AckError (AE/CE,
+    or any other code) otherwise; both are EhrRejected.
+    """
+    if ack.control_id != control_id:
+        raise AckMismatch("HL7 ACK MSA-2 does not match the MSH-10 sent")
+    if ack.code in ("AA", "CA"):
+        return
+    if ack.code in ("AR", "CR"):
+        raise AckRefused(f"HL7 ACK {ack.code}")
+    raise AckError(f"HL7 ACK {ack.code or '(no code)'}")

@@ -45,6 +45,19 @@ def _ts(moment: datetime) -> str:
     return moment.strftime("%Y%m%d%H%M%S%z")
 
 
+def patient_identifiers(outcome: Outcome) -> list[str]:
+    """PID-3 repetitions (CX): the FHIR Patient id (PI), the MRN (MR), else the case uuid (ANON)."""
+    identifiers = []
+    if outcome.patient_fhir_id:
+        identifiers.append(f"{_text(outcome.patient_fhir_id)}^^^FHIR^PI")
+    if outcome.patient_mrn:
+        identifiers.append(f"{_text(outcome.patient_mrn)}^^^MRN^MR")
+    if not identifiers:
+        # PID-3 is required; an unidentified caller is filed under the case with type ANON (table 0203).
+        identifiers.append(f"{_text(outcome.case_uuid)}^^^{_text(settings.HL7_SENDING_APPLICATION)}^ANON")
+    return identifiers
+
+
 def build_oru(outcome: Outcome, *, control_id: str) -> str:
     """The ORU^R01 for `outcome` as ER7 text (segments separated by `\\r`), ready for MLLP framing."""
     message = Message("ORU_R01", version="2.5")
@@ -60,14 +73,7 @@ def build_oru(outcome: Outcome, *, control_id: str) -> str:
     result = message.oru_r01_patient_result
     pid = result.oru_r01_patient.pid
     pid.pid_1 = "1"
-    identifiers = []
-    if outcome.patient_fhir_id:
-        identifiers.append(f"{_text(outcome.patient_fhir_id)}^^^FHIR^PI")
-    if outcome.patient_mrn:
-        identifiers.append(f"{_text(outcome.patient_mrn)}^^^MRN^MR")
-    if not identifiers:
-        # PID-3 is required; an unidentified caller is filed under the case with type ANON (table 0203).
-        identifiers.append(f"{_text(outcome.case_uuid)}^^^{_text(settings.HL7_SENDING_APPLICATION)}^ANON")
+    identifiers = patient_identifiers(outcome)
     pid.pid_3 = identifiers[0]
     for extra in identifiers[1:]:  # further repetitions of PID-3
         pid.add_field("pid_3").value = extra
