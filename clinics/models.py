@@ -210,6 +210,7 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     patient_ref = models.CharField(max_length=128, blank=True)
+    reason = models.CharField(max_length=2000, blank=True, help_text="why, when the person had to say (retry, skip...)")
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 

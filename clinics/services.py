@@ -21,9 +21,11 @@ def audit_record(
     object_type: str = "",
     object_id: str | int = "",
     patient_ref: str = "",
+    reason: str = "",
     source_ip: str | None = None,
 ) -> AuditEvent:
-    """Append one audit row (who, what, which patient, when, from where) in the caller's transaction."""
+    """Append one audit row (who, what, which patient, when, from where, and the stated reason if any) in the
+    caller's transaction."""
     return AuditEvent.objects.create(
         clinic=clinic,
         actor=actor if actor is not None and actor.is_authenticated else None,
@@ -31,6 +33,7 @@ def audit_record(
         object_type=object_type,
         object_id=str(object_id),
         patient_ref=patient_ref,
+        reason=reason[:2000],
         source_ip=source_ip,
     )
 

@@ -431,6 +431,7 @@ def _operate(
             object_type="writeback",
             object_id=row.pk,
             patient_ref=str(row.payload.get("patient_fhir_id", "")),
+            reason=reason,
             source_ip=source_ip,
         )
         _publish(row)

@@ -103,6 +103,7 @@ def test_retry_sends_the_dead_message_now_and_is_audited(
     assert (audit.clinic, audit.actor, audit.object_type, audit.object_id) == (
         personas.north, erin, "writeback", str(outbox.pk),
     )  # fmt: skip
+    assert audit.reason == "receiver mapping fixed (INC-42)"  # the audit row says why, not only who
 
 
 def test_skip_never_sends_and_needs_a_reason(personas, admins, outbox, mllp_peer, django_capture_on_commit_callbacks):
