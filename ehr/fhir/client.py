@@ -1,7 +1,8 @@
 """Connection to the FHIR R4 server through `fhirclient`, with the timeouts fhirclient lacks.
 
 fhirclient's `FHIRServer` uses a `requests.Session` without timeouts; `server_for(timeout)` gives it one
-whose every request has `timeout` seconds, and maps transport failures to `EhrUnavailable`.
+whose every request has `timeout` seconds, and maps transport failures to `EhrUnavailable`. Every request
+made through `call` passes the circuit breaker of `FHIR_BASE_URL` (`ehr.fhir.circuit`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import requests
 from django.conf import settings
 from fhirclient.server import FHIRServer
 
+from ehr.fhir import circuit
 from ehr.types import EhrRejected, EhrUnavailable
 
 T = TypeVar("T")
@@ -38,7 +40,15 @@ def server_for(timeout: float | None = None) -> FHIRServer:
 
 
 def call(operation: Callable[[], T]) -> T:
-    """Run a FHIR request, mapping failures: transport / timeout / 5xx -> EhrUnavailable, 4xx -> EhrRejected."""
+    """Run a FHIR request, mapping failures: transport / timeout / 5xx -> EhrUnavailable, 4xx -> EhrRejected.
+
+    The request goes through the circuit breaker: while the circuit is open it is not sent and
+    `circuit.CircuitOpen` (an EhrUnavailable) is raised at once.
+    """
+    return circuit.guarded(lambda: _mapped(operation))
+
+
+def _mapped(operation: Callable[[], T]) -> T:
     try:
         return operation()
     except (requests.ConnectionError, requests.Timeout) as exc:
