@@ -90,14 +90,11 @@ def test_a_hanging_server_opens_the_circuit_and_then_nothing_reaches_it(hanging)
     reached = hanging.accepted
     assert reached >= 2
 
-    started = time.monotonic()
     with pytest.raises(circuit.CircuitOpen):
         find_patients_by_phone("+15551461616", timeout=0.3)
-    elapsed = time.monotonic() - started
 
     time.sleep(0.2)  # let any connection that was (wrongly) made be accepted and counted
-    assert hanging.accepted == reached  # fail fast: not one connection attempt
-    assert elapsed < 0.3  # informative only: it did not wait for the timeout
+    assert hanging.accepted == reached  # fail fast: not one connection attempt, so no timeout to wait for
 
 
 def test_a_writeback_with_the_circuit_open_goes_to_retrying_without_a_connection(
