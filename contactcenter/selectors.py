@@ -71,7 +71,7 @@ def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None
         raise Case.DoesNotExist("case of another clinic")
     if not case.patient_fhir_id:
         return None
-    context = ehr_services.load_patient_context(case.patient_fhir_id)
+    context = ehr_services.load_patient_context(case.patient_fhir_id, case_key=str(case.uuid))
     audit_record(
         clinic=staff.clinic,
         actor=user,

@@ -16,7 +16,8 @@ from django.db import transaction
 from clinics.selectors import staff_for_user
 from clinics.services import audit_record
 from ehr import services as ehr_services
-from ehr.types import Answer, Outcome
+from ehr.types import Answer, Outcome, SentMessage
+from ivr.models import OutboundMessage
 from triage import services as triage_services
 from triage.dispositions import disposition_for
 from triage.models import AcuityOverride, Case
@@ -57,8 +58,12 @@ def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
     """The EHR's view of a closed `case` (`ehr.types.Outcome`), documented by `nurse`.
 
     `started_at` is when the case entered the queue (`arrived_at`, else `created_at`); `ended_at` is
-    `closed_at`. Protocol title in English ("" for an unknown or absent protocol).
+    `closed_at`. Protocol title in English ("" for an unknown or absent protocol). `messages_sent`: the
+    case's SMS to the caller (`ivr.models.OutboundMessage`) in state `sent` (Twilio accepted it) or
+    `recorded` (demo without a Twilio account: shown to the patient by the demo outbox), oldest first,
+    `sent_at` falling back to `created_at`; queued and failed messages never reached the patient.
     """
+
     disposition = disposition_for(case.clinic, case.disposition)
     protocol = case_protocol(case)
     full_name = nurse.get_full_name()
@@ -88,6 +93,14 @@ def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
             for a in case.answers
         ),
         channel=case.channel,
+        messages_sent=tuple(
+            SentMessage(sent_at=message.sent_at or message.created_at, body=message.body, message_id=str(message.pk))
+            for message in OutboundMessage.objects.filter(
+                clinic=case.clinic,
+                case=case,
+                state__in=(OutboundMessage.State.SENT, OutboundMessage.State.RECORDED),
+            ).order_by("created_at", "pk")
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -57,24 +58,35 @@ def find_patients_by_phone(phone: str, *, timeout: float | None = None) -> list[
     return search_by_phone(phone, timeout=timeout if timeout is not None else settings.FHIR_TIMEOUT_SECONDS)
 
 
-def _context_cache_key(fhir_id: str) -> str:
+def _patient_key(fhir_id: str) -> str:
     # FHIR ids are only unique per server, so the key names the server too.
     server = hashlib.sha256(settings.FHIR_BASE_URL.encode()).hexdigest()[:12]
     return f"ehr:patient-context:{server}:{fhir_id}"
 
 
-def load_patient_context(fhir_id: str) -> PatientContext:
-    """The chart of FHIR `Patient/<fhir_id>`; cached for `FHIR_CONTEXT_CACHE_SECONDS`.
+def _context_cache_key(fhir_id: str, case_key: str) -> str:
+    """The chart's key: server, patient, the patient's generation (bumped by `forget_patient_context`, which
+    so drops every case's copy at once), and the case ("-" when read outside a case)."""
+    generation = cache.get(f"{_patient_key(fhir_id)}:generation", "0")
+    return f"{_patient_key(fhir_id)}:g{generation}:{case_key or '-'}"
 
+
+def load_patient_context(fhir_id: str, *, case_key: str = "") -> PatientContext:
+    """The chart of FHIR `Patient/<fhir_id>`; cached for `FHIR_CONTEXT_CACHE_SECONDS` per case.
+
+    `case_key` names the case the chart is read for (its uuid; "" outside a case): the issue asks for a
+    brief cache *per case*, so each case shows the chart as it was read for that case, and a new call from
+    the same patient reads the EHR again instead of reusing another case's copy. Without a case the cache
+    is per patient (same lifetime). `forget_patient_context` drops every copy of a patient.
     Reads the Patient and its sections (see `ehr.fhir.context`) within `FHIR_TIMEOUT_SECONDS` in total.
     Only complete charts are cached: a chart with `unavailable` sections is read again next time, so a
     nurse sees the EHR recover instead of a stale gap. Does not audit: callers go through an `access_*`
     selector that writes the audit row.
-    Raises EhrUnavailable when the Patient read itself fails (transport, timeout, 5xx) and EhrRejected when
-    the EHR refuses it (404 unknown patient, other 4xx, malformed id); a failed section is listed in
-    `PatientContext.unavailable` instead.
+    Raises EhrUnavailable when the Patient read itself fails (transport, timeout, 5xx, circuit open) and
+    EhrRejected when the EHR refuses it (404 unknown patient, other 4xx, malformed id); a failed section is
+    listed in `PatientContext.unavailable` instead.
     """
-    key = _context_cache_key(fhir_id)
+    key = _context_cache_key(fhir_id, case_key)
     cached = cache.get(key)
     if cached is not None:
         return context_from_dict(cached)
@@ -85,8 +97,11 @@ def load_patient_context(fhir_id: str) -> PatientContext:
 
 
 def forget_patient_context(fhir_id: str) -> None:
-    """Drop the cached chart of `fhir_id` (e.g. after an inbound ADT^A08 update)."""
-    cache.delete(_context_cache_key(fhir_id))
+    """Drop every cached chart of `fhir_id`, for every case (e.g. after an inbound ADT^A08 update)."""
+    # A new random generation: charts cached under any earlier one are never read again. It outlives every
+    # chart cached under the previous generation, so when it expires (back to "0") no chart of the
+    # original "0" generation is left either.
+    cache.set(f"{_patient_key(fhir_id)}:generation", uuid.uuid4().hex, timeout=settings.FHIR_CONTEXT_CACHE_SECONDS + 60)
 
 
 # --- write-back outbox -------------------------------------------------------------------------------------

@@ -80,6 +80,16 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """An SMS CareLine sent the caller during the case: when (aware datetime) and the text sent.
+    `message_id` is CareLine's id of the message (stable; keys the FHIR Communication)."""
+
+    sent_at: datetime
+    body: str
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """A closed triage case, as the EHR receives it. Times are aware datetimes (UTC).
 
@@ -111,3 +121,6 @@ class Outcome:
     # True while the EHR lookup of the caller is still pending (the EHR was down during the call): the FHIR
     # write-back waits for the patient instead of being skipped (`writeback_patient_resolved`).
     patient_pending: bool = False
+    # SMS messages sent to the caller for this case (advice, callback notices), oldest first; each becomes
+    # a FHIR Communication in the write-back.
+    messages_sent: tuple[SentMessage, ...] = ()

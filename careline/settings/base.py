@@ -184,8 +184,16 @@ FHIR_BASE_URL = env.str("FHIR_BASE_URL", default="http://127.0.0.1:8091/fhir")
 # The IVR never waits longer than this for the EHR (Twilio allows 15 s for the whole webhook).
 FHIR_IVR_TIMEOUT_SECONDS = env.float("FHIR_IVR_TIMEOUT_SECONDS", default=2.0)
 FHIR_TIMEOUT_SECONDS = env.float("FHIR_TIMEOUT_SECONDS", default=10.0)
-# Patient context (chart) cache per patient, seconds.
+# Patient context (chart) cache per case (per patient when no case is given), seconds.
 FHIR_CONTEXT_CACHE_SECONDS = env.int("FHIR_CONTEXT_CACHE_SECONDS", default=120)
+# The server's CapabilityStatement (what searches it supports) is cached this long per base URL, seconds.
+FHIR_CAPABILITY_CACHE_SECONDS = env.int("FHIR_CAPABILITY_CACHE_SECONDS", default=3600)
+# The chart's "Recent encounters" looks back this many months (Encounter?date=ge<now - N months>).
+FHIR_CONTEXT_ENCOUNTER_MONTHS = env.int("FHIR_CONTEXT_ENCOUNTER_MONTHS", default=12)
+# Circuit breaker (ehr/fhir/circuit.py): open after this many consecutive failures (0 disables it) ...
+FHIR_CIRCUIT_FAILURE_THRESHOLD = env.int("FHIR_CIRCUIT_FAILURE_THRESHOLD", default=5)
+# ... for this many seconds, then let one probe request through.
+FHIR_CIRCUIT_OPEN_SECONDS = env.float("FHIR_CIRCUIT_OPEN_SECONDS", default=30.0)
 
 # SMART on FHIR backend services (ehr/fhir/smart.py). With a client id and at least one key, every FHIR request
 # carries a bearer token. FHIR_SMART_PRIVATE_KEYS: comma-separated PEM paths; the first signs, all are published

@@ -23,3 +23,6 @@ ALLOWED_HOSTS = ["*"]
 # No EHR unless a test asks for one (the `fhir` fixture points this at a real sekmet-fhir): a closed port,
 # so a test that forgets the fixture fails the same way on every machine.
 FHIR_BASE_URL = "http://127.0.0.1:9/fhir"
+# The FHIR circuit breaker is off in tests (tests stop the server on purpose and expect the transport
+# error); tests/ehr/test_circuit.py turns it on.
+FHIR_CIRCUIT_FAILURE_THRESHOLD = 0

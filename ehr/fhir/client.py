@@ -4,6 +4,7 @@ fhirclient's `FHIRServer` uses a `requests.Session` without timeouts; `server_fo
 whose every request has `timeout` seconds, and maps transport failures to `EhrUnavailable`. When SMART
 backend services are configured (`ehr.fhir.smart`), the session also sends `Authorization: Bearer` on every
 request to the FHIR base (never to another host), and after a 401 fetches a new token and resends once.
+Every request made through `call` passes the circuit breaker of `FHIR_BASE_URL` (`ehr.fhir.circuit`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import requests
 from django.conf import settings
 from fhirclient.server import FHIRServer
 
-from ehr.fhir import smart
+from ehr.fhir import circuit, smart
 from ehr.types import EhrRejected, EhrUnavailable
 
 T = TypeVar("T")
@@ -61,7 +62,15 @@ def server_for(timeout: float | None = None) -> FHIRServer:
 
 
 def call(operation: Callable[[], T]) -> T:
-    """Run a FHIR request, mapping failures: transport / timeout / 5xx -> EhrUnavailable, 4xx -> EhrRejected."""
+    """Run a FHIR request, mapping failures: transport / timeout / 5xx -> EhrUnavailable, 4xx -> EhrRejected.
+
+    The request goes through the circuit breaker: while the circuit is open it is not sent and
+    `circuit.CircuitOpen` (an EhrUnavailable) is raised at once.
+    """
+    return circuit.guarded(lambda: _mapped(operation))
+
+
+def _mapped(operation: Callable[[], T]) -> T:
     try:
         return operation()
     except (requests.ConnectionError, requests.Timeout) as exc:

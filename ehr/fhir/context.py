@@ -1,16 +1,30 @@
 """The patient context (chart) from FHIR R4: one Patient read plus five section searches run in parallel.
 
-Sections and their searches (FHIR R4 search; all verified against sekmet-fhir 0.1.1, which supports
-`clinical-status`, `status`, `category`, `_sort=-date` and `_count` on these types — the results are sorted
-and trimmed in Python as well, because `_sort` is optional for a FHIR server):
+Which searches: the server's CapabilityStatement (`ehr.fhir.capability`) decides. Every parameter below is
+sent only when the server lists it for that resource type; a filter the server cannot apply is applied in
+Python to the results instead (`Section.keep`), so the chart means the same on every server.
 
-| section       | search                                                               | kept                  |
-|---------------|----------------------------------------------------------------------|-----------------------|
-| `allergies`   | `AllergyIntolerance?patient=<id>`                                    | all                   |
-| `conditions`  | `Condition?patient=<id>&clinical-status=active`                      | all                   |
-| `medications` | `MedicationRequest?patient=<id>&status=active`                       | all                   |
-| `encounters`  | `Encounter?patient=<id>&_sort=-date&_count=5`                        | newest 5 (first page) |
-| `vitals`      | `Observation?patient=<id>&category=vital-signs&_sort=-date&_count=50` | the newest set        |
+Section searches (US Core 3.1.1 forms; `<id>` the Patient id) and what is kept:
+
+- `allergies`: `AllergyIntolerance?patient=<id>`; all.
+- `conditions`: `Condition?patient=<id>&category=problem-list-item,encounter-diagnosis&clinical-status=active`;
+  the active ones.
+- `medications`: `MedicationRequest?patient=<id>&intent=order&status=active`
+  (`&_include=MedicationRequest:medication` when listed); active orders.
+- `encounters`: `Encounter?patient=<id>&date=ge<today - FHIR_CONTEXT_ENCOUNTER_MONTHS>&_sort=-date&_count=5`;
+  the newest 5 (first page only).
+- `vitals`: `Observation?patient=<id>&category=vital-signs&_sort=-date&_count=50`; the newest set.
+
+Conditions, a clinical choice: US Core's "problems" search is `category=problem-list-item`, but EHRs (and
+the Synthea data CareLine tests with) record many active problems only as `encounter-diagnosis` — e.g.
+"Normal pregnancy", which the pregnancy risk rule (`triage.risk`) reads from this section. Hiding them
+would hide risk, so CareLine asks for both US Core categories, problem-list items first in the list
+(their `detail` says "problem list"). A server without the `category` parameter gets
+`clinical-status=active` alone (every active Condition); one without `clinical-status` either gets
+`patient` only and the active ones are kept in Python.
+
+Medications: `_include=MedicationRequest:medication` is added when the server lists it, so a request that
+names its drug by reference (`medicationReference`) shows the drug's name without a second read.
 
 A vital-sign "set" is the Observations sharing the newest `effectiveDateTime` (as the shared data's
 README defines it). A section that fails (transport error, 4xx/5xx, an unparsable resource, or the time
@@ -26,17 +40,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from fhirclient.models.allergyintolerance import AllergyIntolerance
 from fhirclient.models.condition import Condition
 from fhirclient.models.encounter import Encounter
+from fhirclient.models.medication import Medication
 from fhirclient.models.medicationrequest import MedicationRequest
 from fhirclient.models.observation import Observation
 from fhirclient.models.patient import Patient
 
+from ehr.fhir.capability import Capabilities, server_capabilities
 from ehr.fhir.client import call, server_for
 from ehr.fhir.patients import patient_display, patient_language
 from ehr.types import ChartEntry, EhrRejected, PatientContext
@@ -52,13 +69,16 @@ ENCOUNTERS_SHOWN = 5
 
 @dataclass(frozen=True)
 class Section:
-    """One chart section: the resource type searched, its search parameters, and how results become lines."""
+    """One chart section: the resource type searched, its search parameters, how results become lines,
+    and `keep`, the filter applied in Python for what the server could not filter itself."""
 
     name: str
     resource: type[Any]
     params: dict[str, str]
     summarise: Callable[[list[Any]], list[ChartEntry]]
     first_page_only: bool = False
+    keep: Callable[[Any], bool] = lambda resource: True
+    patient_param: str = "patient"
 
 
 # --- summaries ---------------------------------------------------------------------------------------------
@@ -174,22 +194,135 @@ def _latest_vitals(resources: list[Any]) -> list[ChartEntry]:
     )
 
 
-SECTIONS: tuple[Section, ...] = (
-    Section("allergies", AllergyIntolerance, {}, _allergies),
-    Section("conditions", Condition, {"clinical-status": "active"}, _conditions),
-    Section("medications", MedicationRequest, {"status": "active"}, _medications),
-    Section("encounters", Encounter, {"_sort": "-date", "_count": str(ENCOUNTERS_SHOWN)}, _encounters, True),
-    Section("vitals", Observation, {"category": "vital-signs", "_sort": "-date", "_count": "50"}, _latest_vitals, True),
-)
+def _codes(concepts: Any) -> set[str]:
+    """Every coding code of a CodeableConcept or a list of them."""
+    if concepts is None:
+        return set()
+    items = concepts if isinstance(concepts, list) else [concepts]
+    return {str(c.code) for concept in items for c in concept.coding or [] if c.code}
+
+
+def _conditions_problem_list_first(resources: list[Any]) -> list[ChartEntry]:
+    entries = _conditions(resources)
+    problems = {id(c) for c in resources if "problem-list-item" in _codes(c.category)}
+    ordered = sorted(resources, key=lambda c: _instant(c.onsetDateTime or c.recordedDate), reverse=True)
+    flagged = [(id(c) in problems) for c in ordered]
+    for entry, problem in zip(entries, flagged, strict=True):
+        if problem:
+            entry.detail = "problem list"
+    return [e for e, p in zip(entries, flagged, strict=True) if p] + [
+        e for e, p in zip(entries, flagged, strict=True) if not p
+    ]
+
+
+def months_before(today: date, months: int) -> date:
+    """The same day `months` calendar months earlier (clamped to the month's last day: 31 Mar - 1 = 28/29 Feb)."""
+    index = today.year * 12 + today.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    for day in (today.day, 30, 29, 28):
+        try:
+            return date(year, month, min(today.day, day))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: every month has a 28th")
+
+
+def build_sections(capabilities: Capabilities, *, today: date, encounter_months: int) -> tuple[Section, ...]:
+    """The five sections with the search parameters `capabilities` supports (see the module table).
+
+    `today` is the local date the encounter look-back counts from; `encounter_months` its length.
+    """
+
+    def params(resource_type: str, wanted: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in wanted.items() if capabilities.supports(resource_type, k)}
+
+    def patient_param(resource_type: str) -> str:
+        return "patient" if capabilities.supports(resource_type, "patient") or capabilities.assumed else "subject"
+
+    condition_params = params(
+        "Condition", {"category": "problem-list-item,encounter-diagnosis", "clinical-status": "active"}
+    )
+    medication_params = params("MedicationRequest", {"intent": "order", "status": "active"})
+    if capabilities.can_include("MedicationRequest", "MedicationRequest:medication"):
+        medication_params["_include"] = "MedicationRequest:medication"
+    since = months_before(today, encounter_months)
+    encounter_params = params("Encounter", {"date": f"ge{since.isoformat()}"})
+    encounter_params.update({"_sort": "-date", "_count": str(ENCOUNTERS_SHOWN)})
+    vitals_params = params("Observation", {"category": "vital-signs"})
+    vitals_params.update({"_sort": "-date", "_count": "50"})
+
+    def active_condition(c: Any) -> bool:
+        return "active" in _codes(c.clinicalStatus) or c.clinicalStatus is None
+
+    def active_order(m: Any) -> bool:
+        return bool(m.status == "active" and m.intent == "order")
+
+    def recent(e: Any) -> bool:
+        start = e.period.start if e.period else None
+        return start is None or _instant(start).date() >= since
+
+    def vital_sign(o: Any) -> bool:
+        return "vital-signs" in _codes(o.category)
+
+    return (
+        Section("allergies", AllergyIntolerance, {}, _allergies, patient_param=patient_param("AllergyIntolerance")),
+        Section(
+            "conditions",
+            Condition,
+            condition_params,
+            _conditions_problem_list_first,
+            keep=active_condition,
+            patient_param=patient_param("Condition"),
+        ),
+        Section(
+            "medications",
+            MedicationRequest,
+            medication_params,
+            _medications,
+            keep=active_order,
+            patient_param=patient_param("MedicationRequest"),
+        ),
+        Section(
+            "encounters",
+            Encounter,
+            encounter_params,
+            _encounters,
+            True,
+            keep=recent,
+            patient_param=patient_param("Encounter"),
+        ),
+        Section(
+            "vitals",
+            Observation,
+            vitals_params,
+            _latest_vitals,
+            True,
+            keep=vital_sign,
+            patient_param=patient_param("Observation"),
+        ),
+    )
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
 
 
+def _resolve_medications(resources: list[Any]) -> None:
+    """Give each `medicationReference` the name of the `_include`d Medication it points at (in place)."""
+    names = {
+        f"Medication/{r.id}": _concept(r.code) for r in resources if isinstance(r, Medication) and r.id is not None
+    }
+    for request in resources:
+        reference = getattr(request, "medicationReference", None)
+        if isinstance(request, MedicationRequest) and reference is not None and not reference.display:
+            reference.display = names.get(str(reference.reference or "")) or None
+
+
 def _search(section: Section, fhir_id: str, timeout: float) -> list[ChartEntry]:
     """Run one section's search (its own server object: a requests.Session is not shared across threads)."""
     server = server_for(timeout)
-    search = section.resource.where(struct={"patient": fhir_id, **section.params})
+    subject = fhir_id if section.patient_param == "patient" else f"Patient/{fhir_id}"
+    search = section.resource.where(struct={section.patient_param: subject, **section.params})
 
     def run() -> list[Any]:
         if section.first_page_only:  # `_count` caps a page, not the result: don't follow `next` links
@@ -198,7 +331,8 @@ def _search(section: Section, fhir_id: str, timeout: float) -> list[ChartEntry]:
         return list(search.perform_resources_iter(server))
 
     resources = call(run)
-    return section.summarise([r for r in resources if isinstance(r, section.resource)])
+    _resolve_medications(resources)
+    return section.summarise([r for r in resources if isinstance(r, section.resource) and section.keep(r)])
 
 
 def _mrn(patient: Patient) -> str:
@@ -212,6 +346,8 @@ def _mrn(patient: Patient) -> str:
 def read_patient_context(fhir_id: str, *, budget: float) -> PatientContext:
     """Read `Patient/<fhir_id>` then every section in parallel, all within `budget` seconds in total.
 
+    The searches follow the server's CapabilityStatement (read from cache, or within the same budget).
+
     Returns a `PatientContext`; sections not answered within the budget, or failed, are named in
     `unavailable`. Raises EhrUnavailable (transport, timeout, 5xx) or EhrRejected (404 unknown patient,
     other 4xx, or an id that is not a FHIR id) when the Patient read fails.
@@ -220,6 +356,10 @@ def read_patient_context(fhir_id: str, *, budget: float) -> PatientContext:
         raise EhrRejected("not a FHIR resource id")
     deadline = time.monotonic() + budget
     patient = call(lambda: Patient.read(fhir_id, server_for(budget)))
+    capabilities = server_capabilities(timeout=max(deadline - time.monotonic(), 0.1))
+    sections = build_sections(
+        capabilities, today=timezone.localdate(), encounter_months=settings.FHIR_CONTEXT_ENCOUNTER_MONTHS
+    )
     context = PatientContext(
         fhir_id=fhir_id,
         name=patient_display(patient),
@@ -231,9 +371,9 @@ def read_patient_context(fhir_id: str, *, budget: float) -> PatientContext:
         fetched_at=timezone.now(),
     )
     remaining = max(deadline - time.monotonic(), 0.1)
-    pool = ThreadPoolExecutor(max_workers=len(SECTIONS), thread_name_prefix="fhir-context")
+    pool = ThreadPoolExecutor(max_workers=len(sections), thread_name_prefix="fhir-context")
     try:
-        futures = {pool.submit(_search, section, fhir_id, remaining): section for section in SECTIONS}
+        futures = {pool.submit(_search, section, fhir_id, remaining): section for section in sections}
         wait(futures, timeout=remaining, return_when=ALL_COMPLETED)
         for future, section in futures.items():
             if not future.done():

@@ -1,14 +1,16 @@
-"""FHIR `Patient` search by phone."""
+"""FHIR `Patient` search by phone (`phone` or `telecom`, whichever the server's CapabilityStatement lists)."""
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 from fhirclient.models.patient import Patient
 
+from ehr.fhir.capability import server_capabilities
 from ehr.fhir.client import call, server_for
 from ehr.phone import search_variants
-from ehr.types import PatientMatch
+from ehr.types import EhrRejected, EhrUnavailable, PatientMatch
 
 
 def patient_display(patient: Patient) -> str:
@@ -55,9 +57,28 @@ def to_match(patient: Patient) -> PatientMatch:
     )
 
 
+def phone_search_param(*, timeout: float) -> str:
+    """`phone` when the server lists it for Patient, else `telecom` (FHIR R4 Patient search parameters:
+    `phone` is the token on `telecom.where(system='phone')`, `telecom` on every ContactPoint; a number
+    matches both the same way). Raises EhrRejected when the server lists neither."""
+    capabilities = server_capabilities(timeout=timeout)
+    for param in ("phone", "telecom"):
+        if capabilities.supports("Patient", param):
+            return param
+    raise EhrRejected("the FHIR server supports neither Patient?phone= nor Patient?telecom=")
+
+
 def search_by_phone(phone: str, *, timeout: float) -> list[PatientMatch]:
-    """`GET Patient?phone=<variants, comma-separated>`; every variant of the number in one OR search."""
-    server = server_for(timeout)
-    query = Patient.where(struct={"phone": ",".join(search_variants(phone)), "_count": "50"})
+    """`GET Patient?phone=<variants, comma-separated>` (or `telecom=`, see `phone_search_param`); every
+    variant of the number (`ehr.phone.search_variants`, normalised with `phonenumbers`) in one OR search.
+    `timeout` in seconds for the whole lookup (a CapabilityStatement read on a cold cache included).
+    Raises EhrUnavailable / EhrRejected (ehr.fhir.client.call)."""
+    deadline = time.monotonic() + timeout
+    param = phone_search_param(timeout=timeout)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0.05:
+        raise EhrUnavailable("time budget spent reading the CapabilityStatement")
+    server = server_for(remaining)
+    query = Patient.where(struct={param: ",".join(search_variants(phone)), "_count": "50"})
     patients = call(lambda: query.perform_resources(server))
     return [to_match(p) for p in patients if isinstance(p, Patient)]

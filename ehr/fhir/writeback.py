@@ -7,37 +7,66 @@ Entries (every one keyed on the case so a resend never duplicates):
 - QuestionnaireResponse: PUT `QuestionnaireResponse/<case-derived id>`; questionnaire
   `urn:careline:protocol:<code>|<version>`, one item per question (valueBoolean), then the acuity
   (valueInteger, CTAS 1-5) and the disposition (valueCoding).
+- ClinicalImpression (the nurse's assessment): PUT `ClinicalImpression/<case-derived id>`; status completed,
+  subject, encounter, date, assessor = the nurse, summary = disposition, CTAS acuity and the note's start.
+- Observation (the disposition): POST with `ifNoneExist` on the case identifier; category `survey`, code
+  `urn:careline:observation|triage-disposition`, valueCodeableConcept = the ladder's code/display
+  (`urn:careline:disposition`), and the acuity as a *component* (`urn:careline:observation|triage-acuity`,
+  valueInteger CTAS 1-5): one Observation, because disposition and acuity are one nurse decision made at
+  one moment and should never be filed or amended apart.
 - DocumentReference: POST with `ifNoneExist` on the case identifier; type LOINC 34748-4 "Telephone
   encounter Note", text/plain base64 attachment, context.encounter -> the Encounter.
+- Communication, one per SMS sent to the caller (`Outcome.messages_sent`): POST with `ifNoneExist` on
+  `urn:careline:sms|<case uuid>:<message id>`; status completed, medium v3 ParticipationMode `SMSWRIT`,
+  recipient the Patient, payload the text sent, encounter -> the Encounter.
+- Task, when the disposition needs a follow-up (`FOLLOW_UP_HOURS`): POST with `ifNoneExist` on the case
+  identifier; status requested, intent order, code `urn:careline:task|follow-up-callback`, for the
+  Patient, focus and encounter -> the Encounter, restriction.period.end = the time by which the clinic
+  should call the patient back.
 - Provenance: PUT `Provenance/<case-derived id>`; targets all of the above; agent author = the nurse,
   agent assembler = CareLine (Device).
+
+Follow-up rule (`FOLLOW_UP_HOURS`): a Task is filed when the patient was told to see a clinician
+(`clinician-today`, `clinician-24h`, `clinician-3d`, `clinician-2w`: the clinic calls back to book the visit
+within that window: 12 h, 24 h, 3 d, 14 d) or to care for themselves at home (`home-care`: a check-in call
+within 24 h so a worsening patient is not left alone). This is CareLine's default policy, not a cited
+guideline: a clinic with another policy changes `FOLLOW_UP_HOURS`. Emergency dispositions (`call-911`,
+`ed-now`, `ed-ucc-hours`) hand care to an emergency service and get no Task; nor does a clinic-specific
+code not listed here.
 
 Why a QuestionnaireResponse, not Observations: the caller's answers are question/answer pairs of a
 versioned protocol that CareLine authors; a QuestionnaireResponse keeps them together with the protocol
 version they were asked from, whereas Observations would need an `Observation.code` per question and no
 standard terminology has codes for our own questions. Acuity and disposition ride along as items.
 
-Why PUT for QuestionnaireResponse and Provenance: Provenance has no `identifier` in R4, and sekmet-fhir 0.1.1
-offers no search parameters at all on QuestionnaireResponse (`QuestionnaireResponse?identifier=` ignores the
-parameter and returns every one, checked by hand), so `ifNoneExist` cannot deduplicate either. An update to a
-client-chosen id derived from the case (update-as-create) is idempotent on any server that allows it.
+Why PUT for QuestionnaireResponse, ClinicalImpression and Provenance: Provenance has no `identifier` in R4,
+and sekmet-fhir 0.1.1 lists no search parameters at all for QuestionnaireResponse and ClinicalImpression in
+its CapabilityStatement (`?identifier=` ignores the parameter and returns every one, checked by hand), so
+`ifNoneExist` cannot deduplicate them. Every other resource uses conditional create on a stable identifier.
+An update to a client-chosen id derived from the case (update-as-create) is idempotent on any server that
+allows it.
 sekmet does not resolve `urn:uuid` references inside `ifNoneExist`, which is why no condition refers to one.
 
 A duplicate conditional create answers `200 OK` with the existing resource (sekmet, per the FHIR spec), so a
 resend stores nothing new. Every entry's `response.status` must be 2xx; otherwise, and for a 4xx on the
-whole Bundle (412: several matches), the send raises EhrRejected.
+whole Bundle, the send raises EhrRejected. A 412 (the condition matched several resources: the EHR already
+holds duplicates of this case) raises EhrRejected with `MULTIPLE_MATCHES`, which the console shows on the
+case: retrying cannot help until someone merges the duplicates in the EHR.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhirclient.models.attachment import Attachment
+from fhirclient.models.clinicalimpression import ClinicalImpression
 from fhirclient.models.codeableconcept import CodeableConcept
 from fhirclient.models.coding import Coding
+from fhirclient.models.communication import Communication, CommunicationPayload
 from fhirclient.models.documentreference import (
     DocumentReference,
     DocumentReferenceContent,
@@ -48,6 +77,7 @@ from fhirclient.models.fhirdatetime import FHIRDateTime
 from fhirclient.models.fhirinstant import FHIRInstant
 from fhirclient.models.fhirreference import FHIRReference as Reference
 from fhirclient.models.identifier import Identifier
+from fhirclient.models.observation import Observation, ObservationComponent
 from fhirclient.models.period import Period
 from fhirclient.models.provenance import Provenance, ProvenanceAgent
 from fhirclient.models.questionnaireresponse import (
@@ -55,13 +85,31 @@ from fhirclient.models.questionnaireresponse import (
     QuestionnaireResponseItem,
     QuestionnaireResponseItemAnswer,
 )
+from fhirclient.models.task import Task, TaskRestriction
 
 from ehr.fhir.client import call, server_for
-from ehr.types import EhrRejected, Outcome
+from ehr.types import EhrRejected, Outcome, SentMessage
 
 CASE_IDENTIFIER_SYSTEM = "urn:careline:triage-case"
 STAFF_IDENTIFIER_SYSTEM = "urn:careline:staff"
 DISPOSITION_SYSTEM = "urn:careline:disposition"
+OBSERVATION_CODE_SYSTEM = "urn:careline:observation"
+TASK_CODE_SYSTEM = "urn:careline:task"
+SMS_IDENTIFIER_SYSTEM = "urn:careline:sms"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+# Dispositions that need a follow-up callback, and within how many hours of the call (see the module text).
+FOLLOW_UP_HOURS: dict[str, int] = {
+    "clinician-today": 12,
+    "clinician-24h": 24,
+    "clinician-3d": 72,
+    "clinician-2w": 336,
+    "home-care": 24,
+}
+NOTE_EXCERPT_CHARACTERS = 200
+MULTIPLE_MATCHES = (
+    "the EHR holds several {kind} records for this case (HTTP 412): merge the duplicates in the EHR, then retry"
+)
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -105,11 +153,23 @@ def resource_ids(outcome: Outcome) -> dict[str, str]:
     return {
         "encounter": f"urn:uuid:{derived('Encounter')}",
         "answers": f"urn:uuid:{derived('QuestionnaireResponse')}",
+        "impression": f"urn:uuid:{derived('ClinicalImpression')}",
+        "disposition": f"urn:uuid:{derived('Observation')}",
         "note": f"urn:uuid:{derived('DocumentReference')}",
+        "task": f"urn:uuid:{derived('Task')}",
         "provenance": f"urn:uuid:{derived('Provenance')}",
         "answers_id": f"careline-triage-{outcome.case_uuid}",
+        "impression_id": f"careline-triage-{outcome.case_uuid}",
         "provenance_id": f"careline-triage-{outcome.case_uuid}",
     }
+
+
+def _message_key(outcome: Outcome, index: int, message: SentMessage) -> str:
+    return f"{outcome.case_uuid}:{message.message_id or index}"
+
+
+def _message_full_url(outcome: Outcome, index: int, message: SentMessage) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, 'Communication:' + _message_key(outcome, index, message))}"
 
 
 def _encounter(outcome: Outcome) -> Encounter:
@@ -184,6 +244,102 @@ def _note(outcome: Outcome, ids: dict[str, str]) -> DocumentReference:
     return document
 
 
+def _patient(outcome: Outcome) -> Reference:
+    return Reference({"reference": f"Patient/{outcome.patient_fhir_id}"})
+
+
+def assessment_summary(outcome: Outcome) -> str:
+    """The ClinicalImpression summary: disposition, CTAS acuity, then the note's first
+    `NOTE_EXCERPT_CHARACTERS` characters (the whole note is in the DocumentReference)."""
+    summary = f"{outcome.disposition_display} ({outcome.disposition_code}); CTAS {outcome.acuity}."
+    note = " ".join(outcome.note.split())
+    if note:
+        excerpt = note if len(note) <= NOTE_EXCERPT_CHARACTERS else note[: NOTE_EXCERPT_CHARACTERS - 1] + "…"
+        summary = f"{summary} {excerpt}"
+    return summary
+
+
+def _impression(outcome: Outcome, ids: dict[str, str]) -> ClinicalImpression:
+    impression = ClinicalImpression()
+    impression.id = ids["impression_id"]
+    impression.identifier = [Identifier(_case_identifier(outcome))]
+    impression.status = "completed"
+    impression.code = _concept(SNOMED, *TELEPHONE_TRIAGE)
+    impression.subject = _patient(outcome)
+    impression.encounter = Reference({"reference": ids["encounter"]})
+    impression.effectivePeriod = Period({"start": _when(outcome.started_at), "end": _when(outcome.ended_at)})
+    impression.date = FHIRDateTime(_when(outcome.ended_at))
+    impression.assessor = Reference(_nurse_reference(outcome))
+    impression.summary = assessment_summary(outcome)
+    impression.protocol = [f"urn:careline:protocol:{outcome.protocol_code or 'none'}|{outcome.protocol_version or '0'}"]
+    return impression
+
+
+def _disposition(outcome: Outcome, ids: dict[str, str]) -> Observation:
+    observation = Observation()
+    observation.identifier = [Identifier(_case_identifier(outcome))]
+    observation.status = "final"
+    observation.category = [_concept(OBSERVATION_CATEGORY, "survey", "Survey")]
+    observation.code = _concept(OBSERVATION_CODE_SYSTEM, "triage-disposition", "Nurse triage disposition")
+    observation.subject = _patient(outcome)
+    observation.encounter = Reference({"reference": ids["encounter"]})
+    observation.effectiveDateTime = FHIRDateTime(_when(outcome.ended_at))
+    observation.issued = FHIRInstant(_when(outcome.ended_at))
+    observation.performer = [Reference(_nurse_reference(outcome))]
+    observation.valueCodeableConcept = _concept(
+        DISPOSITION_SYSTEM, outcome.disposition_code, outcome.disposition_display
+    )
+    observation.component = [
+        ObservationComponent(
+            {
+                "code": _concept(OBSERVATION_CODE_SYSTEM, "triage-acuity", "Triage acuity (CTAS 1-5)").as_json(),
+                "valueInteger": outcome.acuity,
+            }
+        )
+    ]
+    return observation
+
+
+def _communication(outcome: Outcome, ids: dict[str, str], index: int, message: SentMessage) -> Communication:
+    communication = Communication()
+    communication.identifier = [
+        Identifier({"system": SMS_IDENTIFIER_SYSTEM, "value": _message_key(outcome, index, message)})
+    ]
+    communication.status = "completed"
+    communication.medium = [_concept(PARTICIPATION_MODE, "SMSWRIT", "SMS message")]
+    communication.subject = _patient(outcome)
+    communication.recipient = [_patient(outcome)]
+    communication.sender = Reference({"display": outcome.clinic_name or "CareLine"})
+    communication.encounter = Reference({"reference": ids["encounter"]})
+    communication.sent = FHIRDateTime(_when(message.sent_at))
+    communication.payload = [CommunicationPayload({"contentString": message.body})]
+    return communication
+
+
+def follow_up_due(outcome: Outcome) -> datetime | None:
+    """When the clinic should have called the patient back (`FOLLOW_UP_HOURS` after the call), or None."""
+    hours = FOLLOW_UP_HOURS.get(outcome.disposition_code)
+    return None if hours is None else outcome.ended_at + timedelta(hours=hours)
+
+
+def _task(outcome: Outcome, ids: dict[str, str], due: datetime) -> Task:
+    task = Task()
+    task.identifier = [Identifier(_case_identifier(outcome))]
+    task.status = "requested"
+    task.intent = "order"
+    task.priority = "routine"
+    task.code = _concept(TASK_CODE_SYSTEM, "follow-up-callback", "Follow-up callback")
+    task.description = f"Call the patient back: {outcome.disposition_display}."
+    task.focus = Reference({"reference": ids["encounter"]})
+    task.for_fhir = _patient(outcome)
+    task.encounter = Reference({"reference": ids["encounter"]})
+    task.authoredOn = FHIRDateTime(_when(outcome.ended_at))
+    task.requester = Reference(_nurse_reference(outcome))
+    task.reasonCode = _concept(DISPOSITION_SYSTEM, outcome.disposition_code, outcome.disposition_display)
+    task.restriction = TaskRestriction({"period": {"end": _when(due)}})
+    return task
+
+
 def _provenance(outcome: Outcome, ids: dict[str, str], targets: list[str]) -> Provenance:
     provenance = Provenance()
     provenance.id = ids["provenance_id"]
@@ -225,6 +381,16 @@ def build_bundle(outcome: Outcome) -> dict[str, Any]:
             "resource": _answers(outcome, ids).as_json(),
             "request": {"method": "PUT", "url": f"QuestionnaireResponse/{ids['answers_id']}"},
         },
+        {
+            "fullUrl": ids["impression"],
+            "resource": _impression(outcome, ids).as_json(),
+            "request": {"method": "PUT", "url": f"ClinicalImpression/{ids['impression_id']}"},
+        },
+        {
+            "fullUrl": ids["disposition"],
+            "resource": _disposition(outcome, ids).as_json(),
+            "request": {"method": "POST", "url": "Observation", "ifNoneExist": condition},
+        },
     ]
     if outcome.note.strip():
         entries.append(
@@ -232,6 +398,28 @@ def build_bundle(outcome: Outcome) -> dict[str, Any]:
                 "fullUrl": ids["note"],
                 "resource": _note(outcome, ids).as_json(),
                 "request": {"method": "POST", "url": "DocumentReference", "ifNoneExist": condition},
+            }
+        )
+    for index, message in enumerate(outcome.messages_sent):
+        key = _message_key(outcome, index, message)
+        entries.append(
+            {
+                "fullUrl": _message_full_url(outcome, index, message),
+                "resource": _communication(outcome, ids, index, message).as_json(),
+                "request": {
+                    "method": "POST",
+                    "url": "Communication",
+                    "ifNoneExist": f"identifier={SMS_IDENTIFIER_SYSTEM}|{key}",
+                },
+            }
+        )
+    due = follow_up_due(outcome)
+    if due is not None:
+        entries.append(
+            {
+                "fullUrl": ids["task"],
+                "resource": _task(outcome, ids, due).as_json(),
+                "request": {"method": "POST", "url": "Task", "ifNoneExist": condition},
             }
         )
     targets = [entry["fullUrl"] for entry in entries]
@@ -245,14 +433,38 @@ def build_bundle(outcome: Outcome) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
+def _conflicting_kind(bundle: dict[str, Any], reply: Any) -> str:
+    """The resource type a 412 is about, from the OperationOutcome's "Entry <n>" diagnostics, else "".
+
+    sekmet says `Transaction rolled back: Entry 0 conditional create: criteria matched 2 resources`; other
+    servers word it differently, and then the message names no type.
+    """
+    try:
+        issues = reply.json().get("issue") or []
+    except ValueError:
+        return ""
+    for issue in issues:
+        found = re.search(r"\bEntry (\d+)\b", str(issue.get("diagnostics", "")))
+        if found and int(found.group(1)) < len(bundle["entry"]):
+            return str(bundle["entry"][int(found.group(1))]["resource"]["resourceType"])
+    return ""
+
+
 def send_bundle(bundle: dict[str, Any], *, timeout: float) -> dict[str, Any]:
     """POST `bundle` to the FHIR base; returns `{"entries": [{"resourceType", "status", "location"}]}`.
 
-    Raises EhrUnavailable (transport, timeout, 5xx) or EhrRejected (4xx such as 412 "several matches",
-    a non-2xx entry status, or a reply that is not a transaction-response Bundle).
+    Raises EhrUnavailable (transport, timeout, 5xx, circuit open) or EhrRejected (412 "several matches"
+    with `MULTIPLE_MATCHES`, another 4xx, a non-2xx entry status, or a reply that is not a
+    transaction-response Bundle).
     """
     server = server_for(timeout)
-    response = call(lambda: server.post_json("", bundle))
+    try:
+        response = call(lambda: server.post_json("", bundle))
+    except EhrRejected as exc:
+        reply = getattr(exc.__cause__, "response", None)
+        if getattr(reply, "status_code", None) == 412:
+            raise EhrRejected(MULTIPLE_MATCHES.format(kind=_conflicting_kind(bundle, reply))) from exc
+        raise
     try:
         body = response.json()
     except ValueError as exc:

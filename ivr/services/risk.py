@@ -35,7 +35,7 @@ def chart_risk_apply(*, case_id: int) -> str:
     if case.state not in OPEN_STATES:
         return "closed"
     try:
-        chart = load_patient_context(case.patient_fhir_id)
+        chart = load_patient_context(case.patient_fhir_id, case_key=str(case.uuid))
     except EhrError:
         # No PHI in logs: the case id is enough.
         logger.warning("chart risk check skipped for case %s: EHR unavailable", case.pk)

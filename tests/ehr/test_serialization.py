@@ -28,3 +28,17 @@ def test_context_round_trips_through_json() -> None:
         fetched_at=datetime(2026, 11, 21, tzinfo=UTC),
     )
     assert context_from_dict(json.loads(json.dumps(context_to_dict(context)))) == context
+
+
+def test_outcome_with_sent_messages_round_trips_and_old_payloads_read_as_none(make_outcome) -> None:
+    from ehr.types import SentMessage
+
+    message = SentMessage(sent_at=datetime(2026, 11, 21, 3, 20, tzinfo=UTC), body="Call back if worse.", message_id="7")
+    outcome = make_outcome("abc-123", messages_sent=(message,))
+    payload = json.loads(json.dumps(outcome_to_dict(outcome)))
+    assert payload["messages_sent"] == [
+        {"sent_at": "2026-11-21T03:20:00+00:00", "body": "Call back if worse.", "message_id": "7"}
+    ]
+    assert outcome_from_dict(payload) == outcome
+    del payload["messages_sent"]  # an outbox row written before the field existed
+    assert outcome_from_dict(payload).messages_sent == ()

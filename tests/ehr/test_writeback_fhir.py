@@ -72,19 +72,22 @@ def test_writeback_creates_each_resource_once_and_a_resend_duplicates_nothing(
     ]
     provenance = fhir.search(f"Provenance?target=Encounter/{encounter['id']}")
     assert provenance["total"] == 1
+    [disposition] = _by_case(fhir, "Observation", outcome.case_uuid)
     assert {t["reference"] for t in provenance["entry"][0]["resource"]["target"]} == {
         f"Encounter/{encounter['id']}",
         f"QuestionnaireResponse/{ids['answers_id']}",
+        f"ClinicalImpression/{ids['impression_id']}",
+        f"Observation/{disposition['id']}",
         f"DocumentReference/{note['id']}",
     }
-    assert [e["status"][:3] for e in row.response["entries"]] == ["201"] * 4
+    assert [e["status"][:3] for e in row.response["entries"]] == ["201"] * 6
 
     # Resend, as a redelivered task after a worker crash would: the EHR keeps one of each.
     WriteBack.objects.filter(pk=row.pk).update(state=WriteBack.State.PENDING)
     resent = writeback_send(writeback_id=row.pk)
 
     assert resent.state == "sent" and resent.attempts == 2
-    assert [e["status"][:3] for e in resent.response["entries"]] == ["200"] * 4
+    assert [e["status"][:3] for e in resent.response["entries"]] == ["200"] * 6
     assert len(_by_case(fhir, "Encounter", outcome.case_uuid)) == 1
     assert len(_by_case(fhir, "DocumentReference", outcome.case_uuid)) == 1
     assert fhir.search(f"Provenance?target=Encounter/{encounter['id']}")["total"] == 1
