@@ -174,12 +174,14 @@ def test_route_by_msh6_without_a_listener_clinic(personas) -> None:
 
 
 def test_an_update_drops_the_cached_chart(personas) -> None:
-    key = _context_cache_key("pat-77")
-    cache.set(key, {"cached": True}, 60)
+    # Charts are cached per case and per patient; an inbound update must make every copy unreachable.
+    keys = [_context_cache_key("pat-77", case_key) for case_key in ("", "case-a", "case-b")]
+    for key in keys:
+        cache.set(key, {"cached": True}, 60)
 
     _send(adt("A08", "K-1", fhir_id="pat-77"), personas.north)
 
-    assert cache.get(key) is None
+    assert all(_context_cache_key("pat-77", case_key) not in keys for case_key in ("", "case-a", "case-b"))
 
 
 def test_log_lines_carry_no_phi(personas, caplog) -> None:
