@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from clinics.crypto import EncryptedDateField, EncryptedJSONField, EncryptedTextField
 from clinics.models import Clinic
 
 
@@ -42,7 +43,7 @@ class WriteBack(models.Model):
     source_id = models.BigIntegerField(db_index=True, help_text="triage.Case id")
     target = models.CharField(max_length=10, choices=Target.choices)
     idempotency_key = models.CharField(max_length=128, unique=True)
-    payload = models.JSONField()
+    payload = EncryptedJSONField()  # PHI (the outcome: patient, note, answers), encrypted at rest
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -92,7 +93,7 @@ class Hl7Message(models.Model):
     direction = models.CharField(max_length=3, choices=Direction.choices)
     message_type = models.CharField(max_length=20)
     control_id = models.CharField(max_length=64, db_index=True)
-    raw = models.TextField()
+    raw = EncryptedTextField()  # PHI, encrypted at rest
     ack_code = models.CharField(max_length=2, blank=True)
     ack_text = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
@@ -130,10 +131,11 @@ class PatientLink(models.Model):
     mrn = models.CharField(max_length=64)
     mrn_authority = models.CharField(max_length=64, blank=True)
     fhir_id = models.CharField(max_length=64, blank=True)
-    family_name = models.CharField(max_length=200, blank=True)
-    given_name = models.CharField(max_length=200, blank=True)
-    birth_date = models.DateField(null=True, blank=True)
-    phones = models.JSONField(default=list, blank=True, help_text="E.164 where parseable, else as sent")
+    # PHI, encrypted at rest (clinics.crypto). `mrn` stays plaintext: it is the lookup and uniqueness key.
+    family_name = EncryptedTextField(max_length=200, blank=True)
+    given_name = EncryptedTextField(max_length=200, blank=True)
+    birth_date = EncryptedDateField(null=True, blank=True)
+    phones = EncryptedJSONField(default=list, blank=True, help_text="E.164 where parseable, else as sent")
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="aliases", help_text="ADT^A40"
     )

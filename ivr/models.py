@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from clinics.crypto import EncryptedTextField
 from clinics.models import Clinic
 from triage.models import Case
 
@@ -68,7 +69,7 @@ class CallLeg(models.Model):
 
     call_sid = models.CharField(max_length=64, unique=True)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="call_legs")
-    from_number = models.CharField(max_length=32, help_text="Caller ID as Twilio sent it (E.164 or 'anonymous')")
+    from_number = EncryptedTextField(max_length=32, help_text="Caller ID as Twilio sent it (E.164 or 'anonymous')")
     language = models.CharField(max_length=8, default="en")
     step = models.CharField(max_length=16, choices=Step.choices, default=Step.ANSWER)
     seq = models.PositiveIntegerField(default=0)
@@ -110,9 +111,9 @@ class OutboundMessage(models.Model):
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="outbound_messages")
     case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound_messages")
-    to = models.CharField(max_length=32, help_text="E.164")
+    to = EncryptedTextField(max_length=32, help_text="E.164")
     from_number = models.CharField(max_length=32, help_text="E.164: the clinic's Twilio number")
-    body = models.CharField(max_length=640)
+    body = EncryptedTextField(max_length=640)
     state = models.CharField(max_length=10, choices=State.choices, default=State.RECORDED)
     provider_sid = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

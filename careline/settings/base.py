@@ -24,6 +24,16 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Demo mode: the phone simulator and demo seeding. Never on in production settings.
 CARELINE_DEMO = env.bool("CARELINE_DEMO", default=True)
 
+# Field encryption at rest (clinics.crypto, README "Encryption at rest"): `kid:base64key[,kid:base64key...]`,
+# 32-byte keys, the first encrypts and all decrypt; or a file of the same entries (one per line). Never in the
+# database. Only the embedded demo (CARELINE_DEMO) falls back to a fixed, public demo key; production settings
+# require one of the two variables.
+DEMO_FIELD_ENCRYPTION_KEYS = "demo-not-secret:ZGVtby1maWVsZC1rZXktcHVibGljLW5vdC1zZWNyZXQ="  # DEMO ONLY, public
+FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")
+FIELD_ENCRYPTION_KEYS_FILE = env.str("FIELD_ENCRYPTION_KEYS_FILE", default="")
+if CARELINE_DEMO and not FIELD_ENCRYPTION_KEYS and not FIELD_ENCRYPTION_KEYS_FILE:
+    FIELD_ENCRYPTION_KEYS = DEMO_FIELD_ENCRYPTION_KEYS
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

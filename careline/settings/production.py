@@ -1,5 +1,7 @@
 """Production settings: everything from the environment, demo features off, `check --deploy` clean."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from careline.settings.base import *  # noqa: F401,F403
 from careline.settings.base import env
 
@@ -17,3 +19,11 @@ SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
+
+# Field encryption at rest: keys from the environment or a file, no default (the demo key is never used here).
+FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")
+FIELD_ENCRYPTION_KEYS_FILE = env.str("FIELD_ENCRYPTION_KEYS_FILE", default="")
+if not FIELD_ENCRYPTION_KEYS and not FIELD_ENCRYPTION_KEYS_FILE:
+    raise ImproperlyConfigured("set FIELD_ENCRYPTION_KEYS or FIELD_ENCRYPTION_KEYS_FILE (kid:base64key, 32 bytes)")
+if "demo-not-secret" in FIELD_ENCRYPTION_KEYS or "test-not-secret" in FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS holds the public demo/test key; generate a real one")

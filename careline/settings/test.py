@@ -17,6 +17,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 TWILIO_AUTH_TOKEN = "test-auth-token"
+# Field encryption (clinics.crypto): a fixed, public TEST-ONLY key (32 bytes), whatever the environment says.
+FIELD_ENCRYPTION_KEYS = "test-not-secret:dGVzdC1maWVsZC1rZXktcHVibGljLW5vdC1zZWNyZXQ="
+FIELD_ENCRYPTION_KEYS_FILE = ""
 TWILIO_ACCOUNT_SID = ""
 PUBLIC_BASE_URL = "https://careline.test"
 ALLOWED_HOSTS = ["*"]

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from clinics.crypto import EncryptedDateField, EncryptedJSONField, EncryptedTextField
 from clinics.models import Clinic
 from triage.models.routing import Queue, RoutingRule
 
@@ -54,9 +55,10 @@ class Case(models.Model):
 
     # Patient: FHIR Patient id when identified (birth date confirmed), else unidentified.
     patient_fhir_id = models.CharField(max_length=128, blank=True)
-    patient_display = models.CharField(max_length=200, blank=True)
-    patient_birth_date = models.DateField(null=True, blank=True)
-    callback_number = models.CharField(max_length=20, help_text="E.164")
+    # PHI, encrypted at rest (clinics.crypto; never filtered or ordered on in SQL).
+    patient_display = EncryptedTextField(max_length=200, blank=True)
+    patient_birth_date = EncryptedDateField(null=True, blank=True)
+    callback_number = EncryptedTextField(max_length=20, help_text="E.164")
     ehr_context_pending = models.BooleanField(
         default=False, help_text="The EHR could not be reached during the call; lookup is retried."
     )
@@ -74,12 +76,12 @@ class Case(models.Model):
     )
     # EHR-aware risk modifiers applied (`triage.risk`): [{"rule", "explanation", "from_acuity", "to_acuity"}].
     risk_modifiers = models.JSONField(default=list, blank=True)
-    answers = models.JSONField(default=list, blank=True)
+    answers = EncryptedJSONField(default=list, blank=True)  # PHI: the caller's symptoms
     red_flags = models.JSONField(default=list, blank=True)
     acuity = models.PositiveSmallIntegerField()
     suggested_disposition = models.CharField(max_length=32, blank=True)
     disposition = models.CharField(max_length=32, blank=True)
-    note = models.TextField(blank=True)
+    note = EncryptedTextField(blank=True)
     contact_preference = models.CharField(
         max_length=10, choices=ContactPreference.choices, default=ContactPreference.CALLBACK
     )
