@@ -209,3 +209,18 @@ def test_production_settings_require_a_key(monkeypatch) -> None:
     production = importlib.import_module("careline.settings.production")
     assert production.FIELD_ENCRYPTION_KEYS == KEY_B
     sys.modules.pop("careline.settings.production", None)
+
+
+def test_the_data_migration_encrypts_legacy_plaintext_rows_and_reverses(personas) -> None:
+    case = _case(personas.north)
+    _set_stored(Case, case.pk, "note", "legacy plaintext note")
+    _set_stored(Case, case.pk, "answers", '[{"question": "q1", "answer": true}]')
+    columns = [("note", "triage.case.note", False), ("answers", "triage.case.answers", True)]
+    changed = crypto.migrate_columns(connection, table=Case._meta.db_table, pk="id", columns=columns, forward=True)
+    assert changed == 2  # only the two plaintext values; the sealed ones are left as they are
+    assert crypto.is_encrypted(_stored(Case, case.pk, "note"))
+    again = Case.objects.get(pk=case.pk)
+    assert again.note == "legacy plaintext note" and again.answers == [{"question": "q1", "answer": True}]
+    assert crypto.migrate_columns(connection, table=Case._meta.db_table, pk="id", columns=columns, forward=True) == 0
+    crypto.migrate_columns(connection, table=Case._meta.db_table, pk="id", columns=columns, forward=False)
+    assert _stored(Case, case.pk, "note") == "legacy plaintext note"
