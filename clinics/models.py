@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from datetime import UTC
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 # CTAS 2016 time-to-nurse/physician targets in seconds per acuity level (1 = resuscitation: immediate).
 CTAS_TARGET_SECONDS: dict[str, int] = {"1": 0, "2": 15 * 60, "3": 30 * 60, "4": 60 * 60, "5": 120 * 60}
@@ -197,11 +201,54 @@ class StaffMember(models.Model):
         return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"
 
 
+AUDIT_GENESIS_HASH = "0" * 64  # `prev_hash` of the first row of a clinic's chain
+
+
+def audit_hash(*, values: dict[str, Any], prev_hash: str) -> str:
+    """SHA-256 (hex) over the canonical serialisation of one audit row: its fields in `AUDIT_HASHED_FIELDS`
+    order (JSON, sorted keys, no whitespace, `at` as UTC ISO-8601 with microseconds) followed by `prev_hash`.
+
+    Changing any hashed field, or the row before it, changes the hash (tamper evidence; HIPAA 164.312(b)
+    audit controls and 164.312(c)(1) integrity). Kept free of ORM access so migrations can use it.
+    """
+    canonical: dict[str, Any] = {}
+    for name in AUDIT_HASHED_FIELDS:
+        value = values.get(name)
+        if name == "at" and value is not None:
+            value = value.astimezone(UTC).isoformat(timespec="microseconds")
+        elif value is not None and name not in ("clinic_id", "actor_id", "seq"):
+            value = str(value)
+        canonical[name] = value
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{payload}|{prev_hash}".encode()).hexdigest()
+
+
+AUDIT_HASHED_FIELDS = (
+    "clinic_id",
+    "seq",
+    "actor_id",
+    "role",
+    "action",
+    "object_type",
+    "object_id",
+    "patient_ref",
+    "reason",
+    "source_ip",
+    "request_id",
+    "at",
+)
+
+
 class AuditEvent(models.Model):
-    """One audited access to PHI or one security-relevant action. Append-only: rows are never changed.
+    """One audited access to PHI or one security-relevant action. Append-only and hash-chained per clinic.
 
     `action` is a dotted verb such as `chart.read` or `case.disposition`; `patient_ref` is the FHIR
-    `Patient` id when the access concerns a patient.
+    `Patient` id when the access concerns a patient; `role` the actor's StaffMember role at the time;
+    `request_id` the id `careline.middleware.RequestIdMiddleware` gave the HTTP request ("" outside one).
+    `seq` numbers a clinic's rows 1, 2, 3 ... without gaps; `hash` = `audit_hash(row, prev_hash)` and
+    `prev_hash` is the `hash` of the clinic's row `seq - 1` (`AUDIT_GENESIS_HASH` for seq 1). Only
+    `clinics.services.audit_record` writes rows; a database trigger refuses UPDATE and DELETE
+    (migration 0008), and `manage.py verify_audit_chain` recomputes the chain.
     """
 
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="audit_events")
@@ -212,10 +259,19 @@ class AuditEvent(models.Model):
     patient_ref = models.CharField(max_length=128, blank=True)
     reason = models.CharField(max_length=2000, blank=True, help_text="why, when the person had to say (retry, skip...)")
     source_ip = models.GenericIPAddressField(null=True, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    role = models.CharField(max_length=20, blank=True, help_text="the actor's clinic role at the time")
+    request_id = models.CharField(max_length=64, blank=True, help_text="id of the HTTP request (X-Request-ID)")
+    seq = models.PositiveBigIntegerField(null=True, editable=False, help_text="1, 2, 3 ... per clinic")
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
-        indexes = [models.Index(fields=["clinic", "patient_ref", "at"])]
+        indexes = [
+            models.Index(fields=["clinic", "patient_ref", "at"]),
+            models.Index(fields=["clinic", "actor", "at"]),
+        ]
+        constraints = [models.UniqueConstraint(fields=["clinic", "seq"], name="clinics_auditevent_chain_seq")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type} {self.object_id} at {self.at:%Y-%m-%d %H:%M:%S}"
@@ -227,3 +283,11 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValidationError("Audit events are append-only.")
+
+    def hashed_values(self) -> dict[str, Any]:
+        """The fields `audit_hash` covers, as stored."""
+        return {name: getattr(self, name) for name in AUDIT_HASHED_FIELDS}
+
+    def computed_hash(self) -> str:
+        """The hash this row should carry given its fields and `prev_hash`."""
+        return audit_hash(values=self.hashed_values(), prev_hash=self.prev_hash)

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from clinics.models import AuditEvent, Clinic, StaffMember
+from clinics import request_id
+from clinics.models import AUDIT_GENESIS_HASH, AuditEvent, Clinic, StaffMember
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
+
+
+def _lock_chain(clinic_id: int) -> None:
+    """Serialise appends to `clinic_id`'s audit chain until the end of the current transaction.
+
+    PostgreSQL: `pg_advisory_xact_lock(AUDIT_LOCK_NAMESPACE, clinic_id)` (released at commit/rollback).
+    SQLite has no row or advisory locks; a write transaction holds the database-wide write lock (the
+    embedded run opens transactions IMMEDIATE, so the head is read under it). Either way the unique
+    (clinic, seq) constraint is the last wall: two writers can never both store the same `seq`, so the
+    chain cannot fork; the loser's transaction fails instead.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [AUDIT_LOCK_NAMESPACE, clinic_id])
+
+
+# First key of the two-key advisory lock (an arbitrary constant reserved for the audit chain: "CLAU").
+AUDIT_LOCK_NAMESPACE = 0x434C4155
 
 
 def audit_record(
@@ -23,19 +44,49 @@ def audit_record(
     patient_ref: str = "",
     reason: str = "",
     source_ip: str | None = None,
+    role: str = "",
 ) -> AuditEvent:
-    """Append one audit row (who, what, which patient, when, from where, and the stated reason if any) in the
-    caller's transaction."""
-    return AuditEvent.objects.create(
-        clinic=clinic,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        action=action,
-        object_type=object_type,
-        object_id=str(object_id),
-        patient_ref=patient_ref,
-        reason=reason[:2000],
-        source_ip=source_ip,
-    )
+    """Append one audit row to `clinic`'s hash chain, in the caller's transaction (a savepoint when there
+    is one, else its own transaction): who (`actor`, and `role`: the actor's StaffMember role unless
+    given), what (`action`, `object_type`/`object_id`), which patient (`patient_ref`: FHIR Patient id),
+    when (`at`, now, UTC), from where (`source_ip`; default the current request's address), the request
+    (`request_id` from `clinics.request_id`), and the stated reason if any (first 2000 characters).
+
+    The row gets `seq` = head + 1 and `prev_hash` = head's hash under a per-clinic lock (`_lock_chain`),
+    then `hash` (`clinics.models.audit_hash`). The lock is held to the end of the caller's transaction,
+    so rows are chained in commit order. HIPAA 45 CFR 164.312(b) (audit controls). Raises
+    django.db.DatabaseError if the row cannot be stored (the caller's access then rolls back with it).
+    """
+    context = request_id.current()
+    who = actor if actor is not None and actor.is_authenticated else None
+    if who is not None and not role:
+        role = StaffMember.objects.filter(user_id=who.pk).values_list("role", flat=True).first() or ""
+    if source_ip is None:
+        source_ip = context.source_ip
+    if source_ip:
+        source_ip = str(ipaddress.ip_address(source_ip))  # the form the database gives back (hash stability)
+    with transaction.atomic():
+        _lock_chain(clinic.pk)
+        head = AuditEvent.objects.filter(clinic_id=clinic.pk).order_by("-seq").values_list("seq", "hash").first()
+        seq, prev_hash = ((head[0] or 0) + 1, head[1]) if head else (1, AUDIT_GENESIS_HASH)
+        event = AuditEvent(
+            clinic=clinic,
+            actor=who,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            patient_ref=patient_ref,
+            reason=reason[:2000],
+            source_ip=source_ip or None,
+            role=role,
+            request_id=context.request_id[:64],
+            at=timezone.now(),
+            seq=seq,
+            prev_hash=prev_hash,
+        )
+        event.hash = event.computed_hash()
+        event.save(force_insert=True)
+    return event
 
 
 def clinic_create(

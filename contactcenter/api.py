@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinics.selectors import NotStaff, staff_for_user
+from clinics.services import audit_record
 from contactcenter import escalation, protocols, selectors, services
 from contactcenter.serializers import (
     AcuityChangeInputSerializer,
@@ -117,7 +118,19 @@ class CaseDetailApi(ClinicAPIView):
         responses={200: CaseDetailSerializer, 403: ERRORS[403], 404: ERRORS[404]},
     )
     def get(self, request: Request, case_id: int) -> Response:
-        return Response(_detail(access_case(user=request.user, case_id=case_id)))
+        case = access_case(user=request.user, case_id=case_id)
+        data = _detail(case)
+        # A PHI read (callback number, caller's answers): audited once the case is known to be the clinic's.
+        audit_record(
+            clinic=case.clinic,
+            actor=request.user,
+            action="case.read",
+            object_type="case",
+            object_id=case.pk,
+            patient_ref=case.patient_fhir_id,
+            source_ip=request.META.get("REMOTE_ADDR") or None,
+        )
+        return Response(data)
 
 
 class CaseNextApi(ClinicAPIView):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import admin_views, interfaces_views, routing_views, views
+from contactcenter import admin_views, audit_views, interfaces_views, routing_views, views
 
 app_name = "console"
 urlpatterns = [
@@ -44,6 +44,8 @@ urlpatterns = [
         name="admin-protocol-activate",
     ),
     # Interface analysts (clinic admins): outbound queues per destination, retry / skip with a reason.
+    # Clinic admins: the audit log of their clinic, searchable, with a CSV export (itself audited).
+    path("admin/audit/", audit_views.audit_page, name="audit-admin"),
     path("admin/interfaces/", interfaces_views.interfaces_page, name="interfaces-admin"),
     path("admin/interfaces/<int:writeback_id>/retry/", interfaces_views.writeback_retry, name="interfaces-retry"),
     path("admin/interfaces/<int:writeback_id>/skip/", interfaces_views.writeback_skip, name="interfaces-skip"),

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
+from clinics.services import audit_record
 from contactcenter import escalation, presence, selectors, services
 from contactcenter.dashboard import (
     InvalidWhatIf,
@@ -174,6 +175,16 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     """The case page: caller's answers, chart, timeline, write-back state, disposition form."""
     summary = selectors.case_summary(user=_nurse(request), case_id=case_id)
     case = summary.case
+    # A PHI read (callback number, caller's answers, timeline): audited once the case is known to be the clinic's.
+    audit_record(
+        clinic=case.clinic,
+        actor=request.user,
+        action="case.read",
+        object_type="case",
+        object_id=case.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=_source_ip(request),
+    )
     chart = None
     chart_error = ""
     try:

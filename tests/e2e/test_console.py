@@ -79,8 +79,9 @@ def test_nurse_takes_a_live_call_reads_the_chart_and_documents_it(personas, fhir
     press("1", chest_pain.questions[0].en)
     press("2", chest_pain.questions[1].en)
     press("2", chest_pain.questions[2].en)
-    sim.locator('.sim-key[data-digit="1"]').click()  # yes: pain for more than five minutes
-    expect(sim.locator("#sim-state")).to_have_attribute("data-state", "in-call")
+    # Yes: pain for more than five minutes. The case is queued before the caller hears the hold-or-callback
+    # menu; press 2 only once that menu (its <Gather>) has reached the simulator, as a caller would.
+    press("1", "To get a call back and keep your place in line, press 2.")
     wait_for(lambda: Case.objects.filter(clinic=personas.north, state=CaseState.QUEUED).exists())
     sim.locator('.sim-key[data-digit="2"]').click()  # callback rather than hold
     expect(sim.locator("#sim-state")).to_have_attribute("data-state", "ended")
