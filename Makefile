@@ -6,7 +6,7 @@ PORT ?= 8000
 FHIR_PORT ?= 8091
 MLLP_PORT ?= 2575
 
-.PHONY: run test test-embedded lint typecheck services bench clean
+.PHONY: run test test-embedded lint typecheck audit services bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
+
+## audit: known vulnerabilities in the pinned runtime dependencies (pip-audit against the OSV database).
+## --strict fails when any dependency could not be audited, so the target never passes without auditing.
+## Not called from .ci/run: this machine kind cannot reach api.osv.dev, and the package mirror does not serve
+## PyPI's vulnerability JSON (see README "Security" -> "Dependency audit").
+audit: $(VENV)/.installed
+	$(VENV)/bin/pip-audit --strict --vulnerability-service osv -r requirements.txt
 
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from clinics.models import Clinic
 from clinics.selectors import staff_for_user
+from clinics.services import audit_record
 from triage import priority
 from triage.models import Case, CaseEvent, CaseState, RoutingLedgerEntry, RoutingRule
 
@@ -41,11 +42,20 @@ def access_case(*, user: User | AnonymousUser, case_id: int) -> Case:
 
     Raises Case.DoesNotExist for another clinic's case or an unknown id (callers answer 404, never 403,
     so a case's existence does not leak), and clinics.selectors.NotStaff for non-staff users.
+
+    A refused lookup appends an `access.denied` audit row to the *user's* clinic log (object "case", the id
+    asked for) in the caller's transaction: the same row for another clinic's case and for an unknown id, so
+    the log itself does not tell the two apart either (HIPAA 164.312(b) audit controls; ASVS 5.0 V16.3.2,
+    log failed authorization attempts). The row holds no data of the other clinic.
     """
     staff = staff_for_user(user)
-    return Case.objects.select_related("clinic", "reserved_by", "protocol_version_ref").get(
-        pk=case_id, clinic=staff.clinic
-    )
+    try:
+        return Case.objects.select_related("clinic", "reserved_by", "protocol_version_ref").get(
+            pk=case_id, clinic=staff.clinic
+        )
+    except Case.DoesNotExist:
+        audit_record(clinic=staff.clinic, actor=user, action="access.denied", object_type="case", object_id=case_id)
+        raise
 
 
 def case_timeline(*, case: Case) -> QuerySet[CaseEvent]:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_htmx",
+    "csp",
     "clinics",
     "triage",
     "ehr",
@@ -57,6 +59,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "careline.middleware.RequestIdMiddleware",  # first: the request id is on every log record and audit row
     "django.middleware.security.SecurityMiddleware",
+    "careline.security_headers.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -278,3 +282,38 @@ LOGGING = {
 }
 
 SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
+
+# --- Security headers (every environment, not only production: the console must work under them) ----------
+# Content-Security-Policy (django-csp 4). No 'unsafe-inline' anywhere: templates carry no inline <script>
+# bodies, `style=` attributes or <style> blocks, and htmx's inline indicator <style> is switched off by the
+# `htmx-config` meta tag in templates/base.html (the `.htmx-indicator` rules live in static/console/console.css).
+# connect-src 'self' covers the console's same-origin WebSocket (CSP Level 3 matches ws:/wss: to 'self');
+# CSP_CONNECT_SRC_EXTRA adds origins if the WebSocket is served from another host.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "connect-src": [SELF, *env.list("CSP_CONNECT_SRC_EXTRA", default=[])],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+    },
+}
+SECURE_CONTENT_TYPE_NOSNIFF = True  # X-Content-Type-Options: nosniff
+SECURE_REFERRER_POLICY = "same-origin"  # Referrer-Policy: no case URLs leak to other sites
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"  # COOP
+X_FRAME_OPTIONS = "DENY"  # for browsers without frame-ancestors
+# Permissions-Policy (careline.security_headers): camera and microphone for this origin only (video visits),
+# everything else the console never uses is off.
+PERMISSIONS_POLICY = {
+    "camera": ["self"],
+    "microphone": ["self"],
+    "geolocation": [],
+    "payment": [],
+    "usb": [],
+    "display-capture": [],
+}

@@ -37,12 +37,11 @@ async def test_a_call_from_the_browser_reaches_the_queue_and_hangs_up(personas, 
             await page.wait_for_selector("#sim-state[data-state='in-call']")
             assert "dial 911" in await page.inner_text("#sim-log")
             await page.keyboard.press("1")  # keyboard digits work like the keypad
-            await page.wait_for_function(
-                "document.querySelector('#sim-log').textContent.includes('To speak with a nurse, press 0.')"
-            )
+            # Selectors, not string predicates: the Content-Security-Policy (no 'unsafe-eval') refuses those.
+            await page.wait_for_selector("#sim-log:has-text('To speak with a nurse, press 0.')")
             await page.click("[data-digit='0']")
             await page.wait_for_selector("#sim-state[data-state='on-hold']")
-            await page.wait_for_function("document.querySelector('#sim-log').textContent.includes('number 1 in line')")
+            await page.wait_for_selector("#sim-log:has-text('number 1 in line')")
             await page.click("#sim-hangup")
             await page.wait_for_selector("#sim-state[data-state='ended']")
         finally:
