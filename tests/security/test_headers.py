@@ -7,6 +7,7 @@ Referrer-Policy, frame-ancestors / X-Frame-Options, COOP, Permissions-Policy; HI
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -42,6 +43,8 @@ def test_production_settings_pass_check_deploy_with_no_warnings():
         "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
         "PUBLIC_BASE_URL": "https://careline.example",
         "ALLOWED_HOSTS": "careline.example",
+        # Production refuses to start without its own field-encryption key (never the demo or test key).
+        "FIELD_ENCRYPTION_KEYS": "prod-1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -64,6 +67,8 @@ def test_production_check_deploy_fails_with_a_weak_secret_key():
         "TWILIO_AUTH_TOKEN": "x",
         "PUBLIC_BASE_URL": "https://careline.example",
         "ALLOWED_HOSTS": "careline.example",
+        # Production refuses to start without its own field-encryption key (never the demo or test key).
+        "FIELD_ENCRYPTION_KEYS": "prod-1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
