@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from triage.models.protocols import DispositionRung
+
 if TYPE_CHECKING:
     from clinics.models import Clinic
 
@@ -52,8 +54,6 @@ def ladder_for(clinic: Clinic | None) -> tuple[Disposition, ...]:
     """The disposition ladder of `clinic`, most urgent first (the default ladder when it has no rungs)."""
     if clinic is None:
         return DISPOSITIONS
-    from triage.models.protocols import DispositionRung  # models import this module's data lazily too
-
     rungs = DispositionRung.objects.filter(clinic=clinic, active=True).order_by("position", "acuity")
     ladder = tuple(Disposition(r.code, r.display, r.display_es, r.acuity) for r in rungs)
     return ladder or DISPOSITIONS

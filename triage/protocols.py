@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from triage.dispositions import get_disposition, ladder_for
+from triage.models import ProtocolVersion
 from triage.protocol_library import LIBRARY, LIBRARY_VERSION
 
 if TYPE_CHECKING:
     from clinics.models import Clinic
-    from triage.models import Case, ProtocolVersion
+    from triage.models import Case
 
 # The version string of the built-in library (cases triaged with it record this).
 PROTOCOL_VERSION = LIBRARY_VERSION
@@ -127,8 +128,6 @@ def from_version(version: ProtocolVersion) -> Protocol:
 
 
 def _active_versions(clinic: Clinic) -> list[ProtocolVersion]:
-    from triage.models import ProtocolVersion
-
     return list(
         ProtocolVersion.objects.filter(clinic=clinic, status=ProtocolVersion.Status.ACTIVE)
         .select_related("protocol", "clinic")
@@ -160,8 +159,6 @@ def get_protocol(code: str, *, clinic: Clinic | None = None) -> Protocol:
 def get_protocol_version(version_id: int) -> Protocol:
     """The exact stored version `version_id` (any status), e.g. the one a call in progress started with.
     Raises ProtocolVersion.DoesNotExist."""
-    from triage.models import ProtocolVersion
-
     return from_version(ProtocolVersion.objects.select_related("protocol", "clinic").get(pk=version_id))
 
 

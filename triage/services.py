@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from clinics import events
 from clinics.models import Clinic, StaffMember
+from clinics.selectors import NotStaff, staff_for_user
 from triage import priority, risk, routing
 from triage.dispositions import disposition_for
 from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
@@ -682,8 +683,6 @@ def case_apply_risk(*, case_id: int, facts: risk.RiskFacts) -> list[risk.RiskHit
 
 
 def _staff_role(user: User, clinic: Clinic) -> str:
-    from clinics.selectors import NotStaff, staff_for_user
-
     try:
         staff = staff_for_user(user)
     except NotStaff as exc:
