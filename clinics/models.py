@@ -19,7 +19,10 @@ CTAS_TARGET_SECONDS: dict[str, int] = {"1": 0, "2": 15 * 60, "3": 30 * 60, "4": 
 
 
 def default_acuity_targets() -> dict[str, int]:
-    """Return a fresh copy of the CTAS default targets (JSON keys are strings "1".."5", values seconds)."""
+    """Return a fresh copy of the CTAS default targets (JSON keys are strings "1".."5", values seconds).
+
+    Only migration 0001 uses it now (the removed `Clinic.acuity_targets` field's default); `kpi_targets` holds
+    the targets."""
     return dict(CTAS_TARGET_SECONDS)
 
 
@@ -102,9 +105,9 @@ class Clinic(models.Model):
     `twilio_number` (E.164) is the number patients dial; an inbound call is routed to the clinic whose
     number equals the call's `To`. `on_call_number` (E.164) takes warm transfers for red flags.
     `kpi_targets` holds, per acuity level ("1".."5"), the target time-to-nurse in seconds and the fraction
-    of cases that must meet it (CTAS defaults); its `seconds` win over the older `acuity_targets` (seconds
-    only, kept for compatibility and used as the fallback). `accumulation_rates` are the accumulating-priority
-    rates b_k tuned to those targets (`manage.py tune_priority`); empty means `b_k = 1 / target_k`.
+    of cases that must meet it (CTAS defaults; a level missing there falls back to CTAS). `accumulation_rates` are
+    the accumulating-priority rates b_k tuned to those targets (`manage.py tune_priority`); empty means `b_k = 1 /
+    target_k`.
     `overload_threshold`: the offered load at or above which claims use strict priority instead.
     `hl7_outbound_types`: the HL7 v2 messages each closed case produces (one outbox row per type).
     """
@@ -114,7 +117,6 @@ class Clinic(models.Model):
     timezone = models.CharField(max_length=64, default="America/New_York")
     twilio_number = models.CharField(max_length=20, unique=True, help_text="E.164, e.g. +15550100100")
     on_call_number = models.CharField(max_length=20, help_text="E.164; red-flag calls are transferred here")
-    acuity_targets = models.JSONField(default=default_acuity_targets)
     # Closed-loop callbacks (issue 3): attempts before the patient is texted and the on-call paged.
     callback_max_attempts = models.PositiveSmallIntegerField(
         default=3, help_text="Unanswered callback attempts before SMS to the patient and escalation to on-call"
@@ -160,11 +162,11 @@ class Clinic(models.Model):
         return self.name
 
     def target_seconds(self, acuity: int) -> int:
-        """Target time-to-nurse in seconds for `acuity` (1-5): `kpi_targets`, else `acuity_targets`, else CTAS."""
+        """Target time-to-nurse in seconds for `acuity` (1-5): `kpi_targets`, else the CTAS 2016 default."""
         kpi = (self.kpi_targets or {}).get(str(acuity))
         if kpi is not None and "seconds" in kpi:
             return int(kpi["seconds"])
-        return int(self.acuity_targets.get(str(acuity), CTAS_TARGET_SECONDS[str(acuity)]))
+        return CTAS_TARGET_SECONDS[str(acuity)]
 
     def kpi_target(self, acuity: int) -> KpiTarget:
         """The KPI of `acuity` (1-5): target seconds and the fraction of cases that must meet it."""

@@ -76,8 +76,7 @@ def test_clinic_kpi_targets_default_to_ctas_and_drive_target_seconds(personas):
     assert north.target_seconds(3) == 1200 and north.kpi_target(3).fraction == 0.92
     assert north.target_seconds(4) == 3600
     north.kpi_targets = {}
-    north.acuity_targets = {"4": 2400}
-    assert north.target_seconds(4) == 2400  # the older field is the fallback
+    assert north.target_seconds(4) == 3600  # a level missing from kpi_targets falls back to CTAS (60 min)
 
 
 @pytest.mark.parametrize(
