@@ -62,3 +62,19 @@ def _close_stray_test_db_sessions(django_db_setup: None, django_db_blocker: Any)
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Any:
+    """Each test gets a channel layer instance of its own.
+
+    pytest-asyncio gives every test a new event loop, but `channels.layers.channel_layers` caches one
+    `RedisChannelLayer` per process, and its per-channel receive locks are `asyncio.Lock`s bound to the loop that
+    first used them. A consumer of an earlier test that was still waiting in `receive()` when its loop ended leaves
+    such a lock held, and a later test's consumer then fails with "Lock ... is bound to a different event loop".
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
