@@ -95,7 +95,7 @@ def configure_host_addresses() -> None:
     for the whole process (every aiortc peer in it). Idempotent; called before each peer is created.
     """
     if settings.RTC_HOST_ADDRESSES:
-        aioice.ice.get_host_addresses = _configured_host_addresses  # type: ignore[assignment]
+        aioice.ice.get_host_addresses = _configured_host_addresses
     else:
         aioice.ice.get_host_addresses = _default_get_host_addresses
 
@@ -117,7 +117,7 @@ class EchoSession:
     max_seconds: float
     relay: MediaRelay = field(default_factory=MediaRelay)
     timer: asyncio.TimerHandle | None = None
-    closing: asyncio.Task[None] | None = None
+    closing: asyncio.Task[bool] | None = None
 
     @property
     def retry_after(self) -> int:

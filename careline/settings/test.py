@@ -31,4 +31,4 @@ FHIR_BASE_URL = "http://127.0.0.1:9/fhir"
 FHIR_CIRCUIT_FAILURE_THRESHOLD = 0
 # WebRTC peers on loopback only (TESTING.md: aioice never offers 127.0.0.1 unless told to).
 RTC_HOST_ADDRESSES = ["127.0.0.1"]
-RTC_STUN_URLS: list[str] = []
+RTC_STUN_URLS = []

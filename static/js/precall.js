@@ -3,7 +3,7 @@
 //
 // Embedding: any element with `data-precall-url` (the echo's offer URL) and `data-precall-token` (a
 // pre-call token for patients; empty for signed-in staff, who are authorized by their session and send
-// `data-precall-csrf`). The module builds its UI inside that element. The test: ask for the camera and
+// `data-precall-csrf`; optional `data-precall-ice-servers`, JSON). The module builds its UI inside that element. The test: ask for the camera and
 // microphone (with help text when the browser refuses), show the local preview, connect to the echo (one
 // non-trickle offer/answer), show the video the server sends back, measure for a few seconds with
 // getStats(): round-trip time (`candidate-pair.currentRoundTripTime`), packet loss (both directions) and
@@ -149,6 +149,13 @@ export class PrecallTest {
     this.url = root.dataset.precallUrl;
     this.token = root.dataset.precallToken || "";
     this.csrf = root.dataset.precallCsrf || "";
+    // Optional: RTCIceServer list as JSON (e.g. the visit's short-lived TURN credentials), so a patient whose
+    // network blocks direct UDP is tested through the same relay the visit would use.
+    try {
+      this.iceServers = JSON.parse(root.dataset.precallIceServers || "[]");
+    } catch {
+      this.iceServers = [];
+    }
     this.pc = null;
     this.stream = null;
     this.hangupUrl = null;
@@ -250,7 +257,7 @@ export class PrecallTest {
   }
 
   async connect() {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     const returned = new MediaStream();
     this.returned.srcObject = returned;
