@@ -13,6 +13,7 @@
 // connecting, measuring, done), data-verdict, data-rtt-ms, data-loss-percent, data-fps, data-frames-decoded.
 
 const MEASURE_SECONDS = 6;
+const MAX_MEASURE_SECONDS = 15; // keep measuring past MEASURE_SECONDS while no returned frame is decoded yet
 const CONNECT_TIMEOUT_MS = 15000;
 const GATHER_TIMEOUT_MS = 3000;
 // Verdict thresholds. A video call is comfortable under ~300 ms round trip (ITU-T G.114 puts one-way delay
@@ -246,11 +247,12 @@ export class PrecallTest {
     this.setState("measuring");
     this.say("Connected. Measuring your connection…");
     let stats = null;
-    for (let i = 0; i < MEASURE_SECONDS; i++) {
+    for (let i = 1; i <= MAX_MEASURE_SECONDS; i++) {
       await sleep(1000);
       if (!this.pc) break;
       stats = await readStats(this.pc);
       this.show(stats);
+      if (i >= MEASURE_SECONDS && stats.framesDecoded > 0) break;
     }
     this.say("Test finished.");
     this.finish(...verdictFor(stats));

@@ -46,14 +46,14 @@ async def test_the_caller_gets_its_own_video_back(registry: EchoRegistry) -> Non
 
 
 async def test_time_limit_closes_the_peer_and_frees_the_slot(registry: EchoRegistry) -> None:
-    post = poster(registry, max_seconds=2.0, max_sessions=1)
+    post = poster(registry, max_seconds=4.0, max_sessions=1)
     run, client = await echo_client(post, keep_open=True)
     server_pc = registry.get(run.answer["session"]).pc  # type: ignore[union-attr]
 
     # The cap: one live session, a second offer is refused with a Retry-After within the time limit.
     with pytest.raises(EchoCapacityExceeded) as refused:
         await post("v=0\r\n")
-    assert 1 <= refused.value.retry_after <= 3
+    assert 1 <= refused.value.retry_after <= 5
 
     # At the time limit the server closes: the client's returned track ends, the slot is free.
     await asyncio.wait_for(run.ended.wait(), timeout=20)

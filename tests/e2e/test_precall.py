@@ -32,13 +32,22 @@ MEDIA_ARGS = [
 ]
 
 
-@pytest.fixture
-def echo_server(request: pytest.FixtureRequest, settings: Any) -> str:
-    """A live daphne whose echo allows one session of 3 s (settings are fixed when the server forks)."""
+def _echo_server(request: pytest.FixtureRequest, settings: Any, max_seconds: float) -> str:
+    """A live daphne whose echo allows one session of `max_seconds` (settings are fixed when it forks)."""
     settings.PRECALL_MAX_SESSIONS = 1
-    settings.PRECALL_MAX_SECONDS = 3.0
+    settings.PRECALL_MAX_SECONDS = max_seconds
     precall.configure_host_addresses()  # this process's client peers offer 127.0.0.1 too
     return str(request.getfixturevalue("live_server_url"))
+
+
+@pytest.fixture
+def echo_server(request: pytest.FixtureRequest, settings: Any) -> str:
+    return _echo_server(request, settings, max_seconds=30.0)
+
+
+@pytest.fixture
+def short_echo_server(request: pytest.FixtureRequest, settings: Any) -> str:
+    return _echo_server(request, settings, max_seconds=6.0)
 
 
 def poster(base_url: str, token: str, statuses: list[int] | None = None):
@@ -72,19 +81,20 @@ def test_aiortc_client_gets_its_own_video_back_and_hangs_up(echo_server: str) ->
     asyncio.run(scenario())
 
 
-def test_cap_answers_503_and_the_time_limit_frees_the_slot(echo_server: str) -> None:
+def test_cap_answers_503_and_the_time_limit_frees_the_slot(short_echo_server: str) -> None:
+    echo_server = short_echo_server
     token = precall_token(f"visit:{uuid.uuid4()}")
 
     async def scenario() -> None:
         first, client = await echo_client(poster(echo_server, token), keep_open=True)
-        assert first.answer["max_seconds"] == 3.0
+        assert first.answer["max_seconds"] == 6.0
 
         async with httpx.AsyncClient(base_url=echo_server) as http:
             busy = await http.post(
                 "/precall/offer/", json={"type": "offer", "sdp": "v=0\r\n"}, headers={"X-Precall-Token": token}
             )
         assert busy.status_code == 503
-        assert 1 <= int(busy.headers["Retry-After"]) <= 4
+        assert 1 <= int(busy.headers["Retry-After"]) <= 7
 
         # The server ends the session at its time limit (the client never hangs up) ...
         await asyncio.wait_for(first.ended.wait(), timeout=30)
@@ -155,3 +165,33 @@ def test_nurse_sees_her_video_returned_with_rtt_and_a_verdict(personas: Any, med
     expect(root).to_have_attribute("data-verdict", re.compile(r"^(good|poor)$"))
     assert int(root.get_attribute("data-frames-decoded") or 0) > 0
     assert 0 <= int(root.get_attribute("data-rtt-ms") or -1) < 1000
+
+
+def test_blocked_camera_shows_permission_help_and_fails(personas: Any, live_server_url: str, monkeypatch) -> None:
+    """The browser refuses the camera (no fake-UI auto-accept, no permission granted): NotAllowedError ->
+    the help text tells the user how to allow it, the verdict is failed, no offer is sent."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    offers: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream"]
+        )
+        context = browser.new_context(base_url=live_server_url)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.on("request", lambda request: offers.append(request.url) if "/precall/offer/" in request.url else None)
+        try:
+            sign_in(page, "alice")
+            page.goto("/console/precall/")
+            page.locator("[data-precall-role=start]").click()
+            root = page.locator("#precall")
+            expect(root).to_have_attribute("data-verdict", "failed")
+            expect(page.locator("[data-precall-role=help]")).to_contain_text("blocked the camera or microphone")
+            expect(page.locator("[data-precall-role=help]")).to_contain_text("Allow")
+            expect(page.locator("[data-precall-role=start]")).to_be_enabled()
+        finally:
+            context.close()
+            browser.close()
+    assert offers == []
