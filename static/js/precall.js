@@ -7,7 +7,7 @@
 // microphone (with help text when the browser refuses), show the local preview, connect to the echo (one
 // non-trickle offer/answer), show the video the server sends back, measure for a few seconds with
 // getStats(): round-trip time (`candidate-pair.currentRoundTripTime`), packet loss (both directions) and
-// frames per second, then a verdict (good / poor / failed) with advice.
+// frames per second, whether the microphone picks up sound, then a verdict (good / poor / failed) with advice.
 //
 // State for page scripts and tests is mirrored on the root element: data-state (idle, permission,
 // connecting, measuring, done), data-verdict, data-rtt-ms, data-loss-percent, data-fps, data-frames-decoded.
@@ -92,7 +92,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // returned video, and whether the returned audio carries sound.
 export async function readStats(pc) {
   const report = await pc.getStats();
-  const out = { rttMs: null, lossPercent: null, upLossPercent: null, downLossPercent: null, fps: null, framesDecoded: 0, audioEnergy: 0 };
+  const out = { rttMs: null, lossPercent: null, upLossPercent: null, downLossPercent: null, fps: null, framesDecoded: 0, micEnergy: 0, audioPacketsBack: 0 };
   let selectedPairId = null;
   report.forEach((s) => {
     if (s.type === "transport" && s.selectedCandidatePairId) selectedPairId = s.selectedCandidatePairId;
@@ -111,8 +111,11 @@ export async function readStats(pc) {
         out.framesDecoded = s.framesDecoded || 0;
         if (typeof s.framesPerSecond === "number") out.fps = s.framesPerSecond;
       } else if (s.kind === "audio") {
-        out.audioEnergy = s.totalAudioEnergy || 0;
+        out.audioPacketsBack = s.packetsReceived || 0;
       }
+    } else if (s.type === "media-source" && s.kind === "audio") {
+      // The microphone's own signal, before encoding: proves it picks up sound.
+      out.micEnergy = s.totalAudioEnergy || 0;
     } else if (s.type === "outbound-rtp") {
       up.sent += s.packetsSent || 0;
     } else if (s.type === "remote-inbound-rtp") {
@@ -308,7 +311,9 @@ export class PrecallTest {
       r.fps = String(Math.round(stats.fps));
       this.fields.fps.textContent = String(Math.round(stats.fps));
     }
-    this.fields.mic.textContent = stats.audioEnergy > 0 ? "Sound received" : "No sound yet: check that your microphone is not muted";
+    const back = stats.audioPacketsBack > 0 ? ", your audio comes back" : "";
+    this.fields.mic.textContent =
+      stats.micEnergy > 0 ? `Sound detected${back}` : "No sound yet: speak, and check that your microphone is not muted";
   }
 
   stop() {

@@ -19,6 +19,8 @@ from contactcenter import precall
 from contactcenter.precall import precall_token
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_console import snapshot
+from tests.e2e.test_csp import LISTENER as CSP_LISTENER
 from tests.rtc_peer import HEIGHT, LUMA, WIDTH, echo_client, plane_mean
 
 pytestmark = pytest.mark.e2e
@@ -137,6 +139,7 @@ def sign_in(page: Any, username: str) -> None:
 
 def test_nurse_sees_her_video_returned_with_rtt_and_a_verdict(personas: Any, media_page: Any) -> None:
     page = media_page
+    page.add_init_script(CSP_LISTENER)
     sign_in(page, "alice")
     page.locator("#precall-link").click()
     expect(page).to_have_url(re.compile(r"/console/precall/$"))
@@ -157,14 +160,19 @@ def test_nurse_sees_her_video_returned_with_rtt_and_a_verdict(personas: Any, med
     )
     expect(page.locator("[data-precall-role=rtt]")).to_have_text(re.compile(r"^\d+ ms$"), timeout=30_000)
     expect(page.locator("[data-precall-role=loss]")).to_have_text(re.compile(r"^\d+\.\d %"))
+    # The fake microphone's tone is picked up and the echoed audio comes back.
+    expect(page.locator("[data-precall-role=mic]")).to_have_text("Sound detected, your audio comes back")
+    snapshot(page, "precall-measuring")
 
     expect(root).to_have_attribute("data-state", "done", timeout=30_000)
     verdict = page.locator("[data-precall-role=verdict]")
     expect(verdict).to_be_visible()
+    snapshot(page, "precall-done")
     # On loopback the verdict is good unless the machine is too loaded to keep 10 fps; never "failed".
     expect(root).to_have_attribute("data-verdict", re.compile(r"^(good|poor)$"))
     assert int(root.get_attribute("data-frames-decoded") or 0) > 0
     assert 0 <= int(root.get_attribute("data-rtt-ms") or -1) < 1000
+    assert page.evaluate("() => window.__csp") == []  # the module and its stylesheet need no CSP exception
 
 
 def test_blocked_camera_shows_permission_help_and_fails(personas: Any, live_server_url: str, monkeypatch) -> None:
