@@ -107,6 +107,11 @@ def rtc_configuration() -> RTCConfiguration:
     return RTCConfiguration(iceServers=servers)
 
 
+def _tag(session_id: str) -> str:
+    """What logs show of a session id: enough to follow one session, not the hang-up capability itself."""
+    return session_id[:6]
+
+
 @dataclass
 class EchoSession:
     """One live echo: its id (unguessable, the caller's handle to hang up), peer, and deadline."""
@@ -187,13 +192,13 @@ class EchoRegistry:
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... on SDP it cannot use
             await self.close(session.id)
             raise InvalidOffer("the offer could not be answered") from exc
-        logger.info("precall echo %s started (%d active)", session.id, len(self._sessions))
+        logger.info("precall echo %s started (%d active)", _tag(session.id), len(self._sessions))
         return session.id, pc.localDescription.sdp
 
     def _expire(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is not None:
-            logger.info("precall echo %s reached its time limit", session_id)
+            logger.info("precall echo %s reached its time limit", _tag(session_id))
             session.closing = asyncio.ensure_future(self.close(session_id))
 
     async def close(self, session_id: str) -> bool:
@@ -204,7 +209,7 @@ class EchoRegistry:
         if session.timer is not None:
             session.timer.cancel()
         await session.pc.close()
-        logger.info("precall echo %s closed after %.1f s", session_id, time.monotonic() - session.started)
+        logger.info("precall echo %s closed after %.1f s", _tag(session_id), time.monotonic() - session.started)
         return True
 
     async def close_all(self) -> None:
