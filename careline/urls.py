@@ -16,6 +16,8 @@ urlpatterns = [
     path("ivr/", include("ivr.urls")),
     path("console/", include("contactcenter.urls")),
     path("api/v1/", include("contactcenter.api_urls")),
+    # Pre-call test: the server-side WebRTC echo (staff sessions and patients' visit tokens).
+    path("precall/", include("contactcenter.precall_urls")),
     # SMART on FHIR: the keys to register at the EHR, and the EHR launch of the console.
     path(".well-known/jwks.json", smart_views.jwks, name="smart-jwks"),
     path("smart/launch/", smart_views.launch, name="smart-launch"),

@@ -16,6 +16,7 @@ urlpatterns = [
     path("cases/<int:case_id>/disposition/", views.case_disposition, name="case-disposition"),
     path("cases/<int:case_id>/callback-attempt/", views.callback_attempt, name="case-callback-attempt"),
     path("presence/", views.presence_set, name="presence"),
+    path("precall/", views.precall_page, name="precall"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/panels/", views.dashboard_panels, name="dashboard-panels"),
     path("dashboard/staffing/", views.dashboard_staffing, name="dashboard-staffing"),

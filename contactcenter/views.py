@@ -15,6 +15,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -373,3 +374,12 @@ def acuity_cosign(request: HttpRequest, case_id: int, override_id: int) -> HttpR
     services.acuity_cosign(user=_nurse(request), override_id=override_id, approve=approve)
     messages.success(request, "Lower acuity co-signed." if approve else "Lower acuity declined.")
     return redirect("console:case", case_id=case_id)
+
+
+@require_GET
+@staff_view
+def precall_page(request: HttpRequest) -> HttpResponse:
+    """`/console/precall/`: a nurse tests her own camera, microphone and connection against the server's echo
+    peer (`static/js/precall.js`, the same test the patient's visit page embeds)."""
+    context = {"max_seconds": settings.PRECALL_MAX_SECONDS, **_header_context(request)}
+    return render(request, "console/precall.html", context)

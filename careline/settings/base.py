@@ -262,6 +262,24 @@ PRESENCE_OFFLINE_SECONDS = env.int("PRESENCE_OFFLINE_SECONDS", default=90)
 # Claims reuse a clinic's queue discipline (rates, overload mode) this long per process; 0 recomputes per claim.
 TRIAGE_DISCIPLINE_CACHE_SECONDS = env.int("TRIAGE_DISCIPLINE_CACHE_SECONDS", default=15)
 
+# Pre-call test (contactcenter/precall.py): a server-side WebRTC echo peer in each ASGI process.
+# Hard limit of one echo session (seconds); it is closed and its slot freed after this, connected or not.
+PRECALL_MAX_SECONDS = env.float("PRECALL_MAX_SECONDS", default=30.0)
+# Concurrent echo sessions per ASGI process; beyond it the offer is answered 503 with Retry-After. Each session
+# decodes and re-encodes the caller's video on the event loop's process, so keep this small.
+PRECALL_MAX_SESSIONS = env.int("PRECALL_MAX_SESSIONS", default=8)
+# Offers accepted per pre-call token subject (a visit) or per staff session within PRECALL_RATE_WINDOW_SECONDS.
+PRECALL_RATE_LIMIT = env.int("PRECALL_RATE_LIMIT", default=10)
+PRECALL_RATE_WINDOW_SECONDS = env.int("PRECALL_RATE_WINDOW_SECONDS", default=600)
+# A pre-call token (precall_token(), rendered into the visit page) is accepted this long (seconds).
+PRECALL_TOKEN_MAX_AGE_SECONDS = env.int("PRECALL_TOKEN_MAX_AGE_SECONDS", default=15 * 60)
+# The addresses the server's WebRTC peers offer as ICE host candidates. Empty: every non-loopback interface
+# (aioice's default). Set it on hosts with many interfaces (containers) to the reachable one(s); loopback-only
+# test runs set "127.0.0.1", which aioice otherwise never offers.
+RTC_HOST_ADDRESSES = env.list("RTC_HOST_ADDRESSES", default=[])
+# STUN servers for the server's peers (e.g. "stun:stun.example.org:3478"); none by default (no outside calls).
+RTC_STUN_URLS = env.list("RTC_STUN_URLS", default=[])
+
 STATIC_ROOT.mkdir(exist_ok=True)
 
 LOGGING = {

@@ -29,3 +29,6 @@ FHIR_BASE_URL = "http://127.0.0.1:9/fhir"
 # The FHIR circuit breaker is off in tests (tests stop the server on purpose and expect the transport
 # error); tests/ehr/test_circuit.py turns it on.
 FHIR_CIRCUIT_FAILURE_THRESHOLD = 0
+# WebRTC peers on loopback only (TESTING.md: aioice never offers 127.0.0.1 unless told to).
+RTC_HOST_ADDRESSES = ["127.0.0.1"]
+RTC_STUN_URLS = []
