@@ -13,7 +13,6 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
@@ -74,22 +73,12 @@ class RedactUrlQueryFilter(logging.Filter):
         return True
 
 
-def _scope_for(user: Any) -> str:
-    """The database scope of a request's user: their clinic's id, or unset (no PHI row) for anyone else."""
-    # Imported here: LOGGING imports this module (RequestIdLogFilter) before the apps registry is ready.
-    from clinics.models import StaffMember
-
-    if user is None or not user.is_authenticated:
-        return db_scope.UNSET
-    clinic_id = StaffMember.objects.filter(user_id=user.pk).values_list("clinic_id", flat=True).first()
-    return db_scope.UNSET if clinic_id is None else str(clinic_id)
-
-
 class ClinicScopeMiddleware:
     """Set the PostgreSQL row-level security scope (`clinics.db_scope`) for the request: a staff member's clinic,
     otherwise unset, so a query that escapes the ORM scoping still sees no other clinic's rows (and an
     anonymous request none). Restored when the response is done. After `AuthenticationMiddleware` (it reads
-    `request.user`); REST API token users are scoped by `ClinicScopedTokenAuthentication`, Twilio webhooks
+    `request.user`); REST API users are scoped by `contactcenter.api.ClinicAPIView` once DRF authenticated them
+    (token or session), Twilio webhooks
     switch to system scope in `ivr.twilio.signature.twilio_webhook`. A no-op on SQLite.
     """
 
@@ -99,5 +88,5 @@ class ClinicScopeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if connection.vendor != "postgresql":
             return self.get_response(request)
-        with db_scope.scope(_scope_for(getattr(request, "user", None))):
+        with db_scope.scope(db_scope.scope_for_user(getattr(request, "user", None))):
             return self.get_response(request)

@@ -4,7 +4,7 @@ Every PHI table (`clinics.db_security.RLS_TABLES`) has a policy that shows and a
 `clinic_id` matches the session setting `careline.clinic_id`:
 
 - `"<clinic id>"`: that clinic's rows only. Set by `careline.middleware.ClinicScopeMiddleware` (staff HTTP
-  requests), `contactcenter.authentication.ClinicScopedTokenAuthentication` (REST API tokens) and
+  requests), `contactcenter.api.ClinicAPIView` (REST API calls, once DRF authenticated the token) and
   `clinic_scope()` (WebSocket consumers' database work).
 - `"system"`: every clinic's rows. `system_scope()`: Twilio webhooks (`ivr.twilio.signature.twilio_webhook`),
   Celery tasks (`careline.celery`), the MLLP listener, operator commands (`system_scoped`), migrations.
@@ -104,6 +104,16 @@ def scope(value: str, *, using: str = "default") -> Iterator[None]:
             # The block left the transaction aborted: its rollback reverts the server-side value; keep the
             # tracked one right so the next connection or statement uses `previous`.
             setattr(connection, _ATTR, previous)
+
+
+def scope_for_user(user: Any) -> str:
+    """The scope of a signed-in user: their clinic's id (`StaffMember`), else `UNSET` (anonymous, or no clinic)."""
+    from clinics.models import StaffMember  # lazily: LOGGING imports careline.middleware, which imports this
+
+    if user is None or not user.is_authenticated:
+        return UNSET
+    clinic_id = StaffMember.objects.filter(user_id=user.pk).values_list("clinic_id", flat=True).first()
+    return UNSET if clinic_id is None else str(clinic_id)
 
 
 def clinic_scope(clinic_id: int, *, using: str = "default") -> contextlib.AbstractContextManager[None]:
