@@ -94,12 +94,14 @@ def scope(value: str, *, using: str = "default") -> Iterator[None]:
         raise ValueError(f"not a database scope: {value!r}")
     connection = connections[using]
     previous = current(using)
-    _write(connection, value)
+    if value != previous:  # else no round trip, e.g. an anonymous request on a connection already unset
+        _write(connection, value)
     try:
         yield
     finally:
         try:
-            _write(connection, previous)
+            if current(using) != previous:  # changed here or by a `switch()` inside the block
+                _write(connection, previous)
         except DatabaseError:
             # The block left the transaction aborted: its rollback reverts the server-side value; keep the
             # tracked one right so the next connection or statement uses `previous`.
