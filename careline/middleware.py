@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from clinics import request_id
+from clinics import db_scope, request_id
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HEADER = "X-Request-ID"
@@ -69,3 +71,22 @@ class RedactUrlQueryFilter(logging.Filter):
                 for arg in record.args
             )
         return True
+
+
+class ClinicScopeMiddleware:
+    """Set the PostgreSQL row-level security scope (`clinics.db_scope`) for the request: a staff member's clinic,
+    otherwise unset, so a query that escapes the ORM scoping still sees no other clinic's rows (and an
+    anonymous request none). Restored when the response is done. After `AuthenticationMiddleware` (it reads
+    `request.user`); REST API users are scoped by `contactcenter.api.ClinicAPIView` once DRF authenticated them
+    (token or session), Twilio webhooks
+    switch to system scope in `ivr.twilio.signature.twilio_webhook`. A no-op on SQLite.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if connection.vendor != "postgresql":
+            return self.get_response(request)
+        with db_scope.scope(db_scope.scope_for_user(getattr(request, "user", None))):
+            return self.get_response(request)

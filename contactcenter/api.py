@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -18,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clinics import db_scope
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
 from contactcenter import escalation, protocols, selectors, services
@@ -53,7 +55,15 @@ ERRORS = {
 
 
 class ClinicAPIView(APIView):
-    """Base of every console API view: maps domain errors to HTTP replies (the one place)."""
+    """Base of every console API view: maps domain errors to HTTP replies (the one place), and runs the view in
+    the authenticated user's clinic scope (PostgreSQL row-level security, `clinics.db_scope`): DRF authenticates
+    inside the view (token), after `ClinicScopeMiddleware` saw an anonymous request; the middleware's scope
+    restores the previous value when the response is done."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        if connection.vendor == "postgresql":
+            db_scope.switch(db_scope.scope_for_user(request.user))
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, NotStaff):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from clinics import events
+from clinics import db_scope, events
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from contactcenter import presence
@@ -53,9 +53,10 @@ def _membership(user: User | AnonymousUser | None) -> tuple[int, str] | None:
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _presence(action: str, user: User) -> None:
-    """Presence bookkeeping for one socket (`connect`, `heartbeat`, `disconnect`); never breaks the feed."""
-    with contextlib.suppress(NotStaff):  # membership removed while the socket was open
+def _presence(action: str, user: User, clinic_id: int) -> None:
+    """Presence bookkeeping for one socket (`connect`, `heartbeat`, `disconnect`); never breaks the feed. Runs
+    in the socket's clinic scope (PostgreSQL row-level security, `clinics.db_scope`), like a staff request."""
+    with contextlib.suppress(NotStaff), db_scope.clinic_scope(clinic_id):  # NotStaff: membership removed meanwhile
         {
             "connect": presence.presence_connect,
             "heartbeat": presence.presence_heartbeat,
@@ -67,6 +68,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """Forwards a clinic's console events to one nurse's (or supervisor's) browser."""
 
     groups_joined: tuple[str, ...] = ()
+    clinic_id: int = 0
 
     async def connect(self) -> None:
         membership = await _membership(self.scope.get("user"))
@@ -74,6 +76,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         clinic_id, role = membership
+        self.clinic_id = clinic_id
         groups = [events.group_name(clinic_id)]
         if role in SUPERVISOR_ROLES:  # supervisor-only events (alerts): never sent to nurses' sockets
             groups.append(events.supervisor_group_name(clinic_id))
@@ -81,13 +84,13 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await _presence("connect", self.scope["user"])
+        await _presence("connect", self.scope["user"], self.clinic_id)
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.groups_joined:
-            await _presence("disconnect", self.scope["user"])
+            await _presence("disconnect", self.scope["user"], self.clinic_id)
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -99,7 +102,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
-            await _presence("heartbeat", self.scope["user"])
+            await _presence("heartbeat", self.scope["user"], self.clinic_id)
             await self.send_json({"event": "pong", "payload": {}})
 
     async def console_event(self, message: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from clinics.models import Clinic, StaffMember
 from clinics.selectors import staff_for_user
 from contactcenter.models import AgentPresence
 from contactcenter.presence import WORKING_STATES
+from contactcenter.services import refusals_audited
 from ehr.phone import InvalidPhoneNumber, to_e164
 from ivr import prompts
 from ivr.models import CallLeg
@@ -88,15 +89,21 @@ def escalation_sweep(*, now: datetime | None = None) -> dict[str, int]:
     return totals
 
 
-@transaction.atomic
 def callback_attempt(*, user: User, case_id: int, result: str) -> CallbackOutcome:
     """Record the user's callback attempt on a case she holds (`triage.callbacks.callback_attempt_record`).
 
     When the loop is exhausted, in the same transaction: the patient gets an SMS asking them to call the
     clinic's number (not for a wrong number, or a caller ID that is no phone number) and the on-call
-    clinician is paged. Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, ValueError.
+    clinician is paged. Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, ValueError (the
+    first two audited as `access.denied`, `contactcenter.services.refusals_audited`).
     """
     staff = staff_for_user(user)
+    with refusals_audited(staff=staff, user=user, object_type="case", object_id=case_id):
+        return _callback_attempt(staff=staff, user=user, case_id=case_id, result=result)
+
+
+@transaction.atomic
+def _callback_attempt(*, staff: StaffMember, user: User, case_id: int, result: str) -> CallbackOutcome:
     outcome = callback_attempt_record(case_id=case_id, clinic=staff.clinic, nurse=user, result=result)
     if outcome.exhausted:
         case = outcome.case
@@ -149,10 +156,12 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
         ended_at__isnull=False,
         case__contact_preference=Case.ContactPreference.HOLD,
         case__state__in=[CaseState.QUEUED, CaseState.RESERVED, CaseState.IN_PROGRESS],
-    ).values_list("case_id", flat=True)
-    for case_id in list(holding):
+    ).values_list("case_id", "clinic_id")
+    for case_id, clinic_id in list(holding):
         if triage_escalation.case_reconcile_hold_ended(
-            case_id=case_id, summary="Reconciled: the call ended while marked holding; switched to callback"
+            case_id=case_id,
+            clinic_id=clinic_id,
+            summary="Reconciled: the call ended while marked holding; switched to callback",
         ):
             counts["to_callback"] += 1
     if any(counts.values()):

@@ -5,14 +5,22 @@ and calls the triage services with it, so a nurse can only ever act on her own c
 the domain's: `clinics.selectors.NotStaff`, `triage.models.Case.DoesNotExist` (unknown id or another
 clinic's case), `triage.exceptions.NotYourCase`, `InvalidTransition`, `UnknownDisposition`. The edges
 (`contactcenter.views`, `contactcenter.api`) map them to HTTP replies, each in one place.
+
+Every refused mutation (an unknown or another clinic's case or acuity change, a case reserved by someone
+else, a role that may not co-sign) appends `access.denied` to the user's own clinic log, like a refused
+`triage.selectors.access_case` look-up, and outside the refused transaction, so the row survives its
+rollback (`refusals_audited`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from clinics.models import StaffMember
 from clinics.selectors import staff_for_user
 from clinics.services import audit_record
 from ehr import services as ehr_services
@@ -20,11 +28,40 @@ from ehr.types import Answer, Outcome, SentMessage
 from ivr.models import OutboundMessage
 from triage import services as triage_services
 from triage.dispositions import disposition_for
+from triage.exceptions import NotYourCase, OverrideNotAllowed
 from triage.models import AcuityOverride, Case
 from triage.protocols import case_protocol
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+
+@contextlib.contextmanager
+def refusals_audited(*, staff: StaffMember, user: User, object_type: str, object_id: int) -> Iterator[None]:
+    """Append `access.denied` (object `object_type`/`object_id` as asked, the user's clinic) when the block
+    raises `Case.DoesNotExist` / `AcuityOverride.DoesNotExist` (unknown id or another clinic's: one reason,
+    "not found", so the log does not tell them apart), `NotYourCase` ("not reserved by you") or
+    `OverrideNotAllowed` ("role"); then re-raise. Use it outside the block's transaction: the audit row is
+    written after that transaction rolled back (HIPAA 164.312(b); ASVS 5.0 V16.3.2). A row of no other
+    clinic's data is written: only the id the user sent."""
+    try:
+        yield
+    except (Case.DoesNotExist, AcuityOverride.DoesNotExist, NotYourCase, OverrideNotAllowed) as exc:
+        if isinstance(exc, NotYourCase):
+            reason = "not reserved by you"
+        elif isinstance(exc, OverrideNotAllowed):
+            reason = "role"
+        else:
+            reason = "not found"
+        audit_record(
+            clinic=staff.clinic,
+            actor=user,
+            action="access.denied",
+            object_type=object_type,
+            object_id=object_id,
+            reason=reason,
+        )
+        raise
 
 
 def claim_next(*, user: User) -> Case | None:
@@ -42,7 +79,8 @@ def accept(*, user: User, case_id: int) -> Case:
     Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition.
     """
     staff = staff_for_user(user)
-    return triage_services.case_accept(case_id=case_id, clinic=staff.clinic, nurse=user)
+    with refusals_audited(staff=staff, user=user, object_type="case", object_id=case_id):
+        return triage_services.case_accept(case_id=case_id, clinic=staff.clinic, nurse=user)
 
 
 def release(*, user: User, case_id: int) -> Case:
@@ -51,7 +89,8 @@ def release(*, user: User, case_id: int) -> Case:
     Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition.
     """
     staff = staff_for_user(user)
-    return triage_services.case_release(case_id=case_id, clinic=staff.clinic, nurse=user)
+    with refusals_audited(staff=staff, user=user, object_type="case", object_id=case_id):
+        return triage_services.case_release(case_id=case_id, clinic=staff.clinic, nurse=user)
 
 
 def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
@@ -104,7 +143,6 @@ def outcome_for_case(*, case: Case, nurse: User) -> Outcome:
     )
 
 
-@transaction.atomic
 def disposition_record(
     *, user: User, case_id: int, disposition_code: str, note: str = "", source_ip: str | None = None
 ) -> Case:
@@ -114,9 +152,20 @@ def disposition_record(
     `case.disposition` is appended, and the write-back outbox rows are written
     (`ehr.services.writeback_enqueue`); either all of it is stored or none. Sending happens after commit.
     `disposition_code` is a code of `triage.dispositions.DISPOSITIONS`; `note` free text (may be "").
-    Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, UnknownDisposition.
+    Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, UnknownDisposition (the first two
+    audited as `access.denied`, `refusals_audited`).
     """
     staff = staff_for_user(user)
+    with refusals_audited(staff=staff, user=user, object_type="case", object_id=case_id):
+        return _disposition_record(
+            staff=staff, user=user, case_id=case_id, disposition_code=disposition_code, note=note, source_ip=source_ip
+        )
+
+
+@transaction.atomic
+def _disposition_record(
+    *, staff: StaffMember, user: User, case_id: int, disposition_code: str, note: str, source_ip: str | None
+) -> Case:
     case = triage_services.case_complete(
         case_id=case_id, clinic=staff.clinic, nurse=user, disposition_code=disposition_code, note=note
     )
@@ -138,15 +187,17 @@ def acuity_change(*, user: User, case_id: int, to_acuity: int, reason: str) -> A
     lowering waits for a supervisor's co-sign. Raises NotStaff, Case.DoesNotExist, OverrideNotAllowed,
     InvalidOverride."""
     staff = staff_for_user(user)
-    return triage_services.acuity_override_request(
-        case_id=case_id, clinic=staff.clinic, user=user, to_acuity=to_acuity, reason=reason
-    )
+    with refusals_audited(staff=staff, user=user, object_type="case", object_id=case_id):
+        return triage_services.acuity_override_request(
+            case_id=case_id, clinic=staff.clinic, user=user, to_acuity=to_acuity, reason=reason
+        )
 
 
 def acuity_cosign(*, user: User, override_id: int, approve: bool) -> AcuityOverride:
     """A supervisor co-signs (applies) or declines a pending lowering (`triage.services.acuity_override_cosign`).
     Raises NotStaff, AcuityOverride.DoesNotExist, OverrideNotAllowed, InvalidOverride."""
     staff = staff_for_user(user)
-    return triage_services.acuity_override_cosign(
-        override_id=override_id, clinic=staff.clinic, supervisor=user, approve=approve
-    )
+    with refusals_audited(staff=staff, user=user, object_type="acuity_override", object_id=override_id):
+        return triage_services.acuity_override_cosign(
+            override_id=override_id, clinic=staff.clinic, supervisor=user, approve=approve
+        )

@@ -367,7 +367,9 @@ def _hold_loop(leg: CallLeg, *, preface: tuple[str, ...] = ()) -> VoiceResponse:
 def _on_hold(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> VoiceResponse:
     """A key pressed while holding: 9 starts re-triage (`triage.retriage`); anything else keeps holding."""
     assert leg.case is not None
-    case = Case.objects.get(pk=leg.case.pk)  # fresh: acuity and state may have changed since the leg loaded
+    case = Case.objects.get(
+        pk=leg.case.pk, clinic_id=leg.clinic_id
+    )  # fresh: acuity and state may have changed since the leg loaded
     leg.case = case
     if digits != WORSE_DIGIT or case.state not in RETRIAGE_STATES:
         return _hold_loop(leg)
@@ -394,7 +396,11 @@ def _on_retriage(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> Voice
     if digits == "1":
         if question.red_flag:
             leg.case = case_retriage_red_flag(
-                case_id=leg.case.pk, question=question, answers=answers, transferred_to=leg.clinic.on_call_number
+                case_id=leg.case.pk,
+                clinic=leg.clinic,
+                question=question,
+                answers=answers,
+                transferred_to=leg.clinic.on_call_number,
             )
             leg.step = Step.TRANSFERRED
             leg.collected.pop("retriage_answers", None)
@@ -402,11 +408,11 @@ def _on_retriage(leg: CallLeg, digits: str, lookup: PhoneLookup | None) -> Voice
             _say(response, prompts.text("red_flag", leg.language), leg.language)
             response.leave()
             return response
-        leg.case = case_retriage_raise(case_id=leg.case.pk, question=question, answers=answers)
+        leg.case = case_retriage_raise(case_id=leg.case.pk, clinic=leg.clinic, question=question, answers=answers)
         return _hold_loop(leg, preface=(prompts.text("retriage_raised", leg.language),))
     if len(answers) < len(questions):
         return _prompt(leg, Step.RETRIAGE)
-    leg.case = case_retriage_unchanged(case_id=leg.case.pk, answers=answers)
+    leg.case = case_retriage_unchanged(case_id=leg.case.pk, clinic=leg.clinic, answers=answers)
     return _hold_loop(leg, preface=(prompts.text("retriage_unchanged", leg.language),))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from clinics.crypto import EncryptedTextField
+from clinics.crypto import EncryptedJSONField, EncryptedTextField
 from clinics.models import Clinic
 from triage.models import Case
 
@@ -65,6 +65,10 @@ class CallLeg(models.Model):
       "dob_attempts": 1, "patient": {...}, "protocol": "abdominal-pain", "question": 2, "digits": [...]}`.
     - `answers`: protocol answers as stored on the case, `[{"question", "text", "answer"}]`.
     - `last_step_key` (`"<step>:<seq>"`) and `last_twiml`: the last request answered and its TwiML.
+
+    PHI at rest: `from_number`, `candidate_patients` (names, birth dates), `collected` (digits and speech the
+    caller entered), `answers` (symptoms) and `last_twiml` (it can read a name back) are encrypted
+    (`clinics.crypto`); none of them is ever filtered in SQL.
     """
 
     call_sid = models.CharField(max_length=64, unique=True)
@@ -75,12 +79,12 @@ class CallLeg(models.Model):
     seq = models.PositiveIntegerField(default=0)
     retries = models.PositiveSmallIntegerField(default=0)
     ehr_status = models.CharField(max_length=12, choices=EhrStatus.choices, default=EhrStatus.NOT_ASKED, blank=True)
-    candidate_patients = models.JSONField(default=list, blank=True)
-    collected = models.JSONField(default=dict, blank=True)
-    answers = models.JSONField(default=list, blank=True)
+    candidate_patients = EncryptedJSONField(default=list, blank=True)
+    collected = EncryptedJSONField(default=dict, blank=True)
+    answers = EncryptedJSONField(default=list, blank=True)
     case = models.OneToOneField(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="call_leg")
     last_step_key = models.CharField(max_length=40, blank=True)
-    last_twiml = models.TextField(blank=True)
+    last_twiml = EncryptedTextField(blank=True)
     call_status = models.CharField(max_length=20, blank=True, help_text="Last CallStatus from Twilio")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

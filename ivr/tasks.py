@@ -27,6 +27,7 @@ def resolve_pending_patients() -> dict[str, int]:
 
 
 @shared_task  # type: ignore[untyped-decorator]
-def apply_chart_risk(case_id: int) -> str:
-    """After enqueue: raise the case's acuity from chart facts (`ivr.services.risk.chart_risk_apply`)."""
-    return risk.chart_risk_apply(case_id=case_id)
+def apply_chart_risk(case_id: int, clinic_id: int) -> str:
+    """After enqueue: raise the case's acuity from chart facts (`ivr.services.risk.chart_risk_apply`). The
+    clinic id comes from the enqueuer, so the task only ever loads that clinic's case."""
+    return risk.chart_risk_apply(case_id=case_id, clinic_id=clinic_id)

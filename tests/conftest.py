@@ -54,10 +54,18 @@ def _close_stray_test_db_sessions(django_db_setup: None, django_db_blocker: Any)
     yield
     from django.db import DatabaseError, connection
 
+    from clinics import db_scope
+
     if connection.vendor != "postgresql":
         return
     # Best effort: a run with no database test never opened the test database, and has nothing to end.
-    with django_db_blocker.unblock(), contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+    # As the login role: the application role (DATABASE_APP_ROLE) may not signal the other sessions.
+    with (
+        django_db_blocker.unblock(),
+        contextlib.suppress(DatabaseError),
+        db_scope.as_owner(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -165,13 +165,13 @@ def case_return_to_queue(*, case_id: int, clinic: Clinic, reason: str, summary: 
 
 
 @transaction.atomic
-def case_reconcile_hold_ended(*, case_id: int, summary: str) -> Case | None:
+def case_reconcile_hold_ended(*, case_id: int, clinic_id: int, summary: str) -> Case | None:
     """A case still marked "holding on the line" whose call has ended: switch it to callback (place kept).
 
-    Returns None when nothing needed repair (the case is closed or no longer holding). Writes a
-    `reconciled` timeline entry and publishes `case.updated`.
+    Returns None when nothing needed repair (the case is closed or no longer holding, or is not a case of
+    clinic `clinic_id`). Writes a `reconciled` timeline entry and publishes `case.updated`.
     """
-    case = Case.objects.select_for_update().filter(pk=case_id).first()
+    case = Case.objects.select_for_update().filter(pk=case_id, clinic_id=clinic_id).first()
     if (
         case is None
         or case.contact_preference != Case.ContactPreference.HOLD

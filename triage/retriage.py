@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clinics import events
+from clinics.models import Clinic
 from triage.models import Case, CaseEvent, CaseState
 from triage.protocols import Question, get_protocol
 from triage.services import case_add_event
@@ -39,12 +40,13 @@ def retriage_questions(*, case: Case) -> list[Question]:
     return [q for q in protocol.questions if q.acuity < case.acuity]
 
 
-def _locked(case_id: int) -> Case:
-    return Case.objects.select_for_update().get(pk=case_id)
+def _locked(case_id: int, clinic: Clinic) -> Case:
+    # Scoped to the caller's clinic (the IVR knows it from the called number): a wrong id is DoesNotExist.
+    return Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
 
 
 @transaction.atomic
-def case_retriage_raise(*, case_id: int, question: Question, answers: list[dict[str, Any]]) -> Case:
+def case_retriage_raise(*, case_id: int, clinic: Clinic, question: Question, answers: list[dict[str, Any]]) -> Case:
     """A "yes" to `question` while waiting: raise the case's acuity to `question.acuity` (2-5).
 
     `answers`: the re-triage answers `[{"question", "text", "answer"}]`, appended to the case's answers with
@@ -52,7 +54,7 @@ def case_retriage_raise(*, case_id: int, question: Question, answers: list[dict[
     acuity and only gets the answers and the timeline entry.
     Publishes `case.updated` with `fields: ["acuity"]`.
     """
-    case = _locked(case_id)
+    case = _locked(case_id, clinic)
     before = case.acuity
     case.answers = [*case.answers, *({**a, "retriage": True} for a in answers)]
     fields = ["answers"]
@@ -73,7 +75,7 @@ def case_retriage_raise(*, case_id: int, question: Question, answers: list[dict[
 
 @transaction.atomic
 def case_retriage_red_flag(
-    *, case_id: int, question: Question, answers: list[dict[str, Any]], transferred_to: str
+    *, case_id: int, clinic: Clinic, question: Question, answers: list[dict[str, Any]], transferred_to: str
 ) -> Case:
     """A red flag while waiting: the case leaves the queue as `transferred` to `transferred_to` (E.164).
 
@@ -81,7 +83,7 @@ def case_retriage_red_flag(
     Timeline entry; publishes `case.transferred` and the supervisor-only `case.escalated` (reason
     `red_flag_while_waiting`), so a red flag never stays silently queued.
     """
-    case = _locked(case_id)
+    case = _locked(case_id, clinic)
     now = timezone.now()
     case.answers = [*case.answers, *({**a, "retriage": True} for a in answers)]
     case.red_flags = [*case.red_flags, question.id]
@@ -110,9 +112,9 @@ def case_retriage_red_flag(
 
 
 @transaction.atomic
-def case_retriage_unchanged(*, case_id: int, answers: list[dict[str, Any]]) -> Case:
+def case_retriage_unchanged(*, case_id: int, clinic: Clinic, answers: list[dict[str, Any]]) -> Case:
     """Re-triage found nothing more urgent: record the answers and a timeline entry; the place is kept."""
-    case = _locked(case_id)
+    case = _locked(case_id, clinic)
     case.answers = [*case.answers, *({**a, "retriage": True} for a in answers)]
     case.save(update_fields=["answers"])
     case_add_event(

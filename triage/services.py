@@ -597,9 +597,10 @@ def case_complete(*, case_id: int, clinic: Clinic, nurse: User, disposition_code
 
 
 @transaction.atomic
-def case_set_contact_preference(*, case_id: int, preference: str, reason: str = "") -> Case:
-    """Switch a case between holding on the line and callback; the place in line is kept."""
-    case = Case.objects.select_for_update().get(pk=case_id)
+def case_set_contact_preference(*, case_id: int, clinic: Clinic, preference: str, reason: str = "") -> Case:
+    """Switch a case of `clinic` between holding on the line and callback; the place in line is kept.
+    Raises `Case.DoesNotExist` for another clinic's case."""
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
     if case.contact_preference != preference:
         case.contact_preference = preference
         case.save(update_fields=["contact_preference"])
@@ -611,10 +612,11 @@ def case_set_contact_preference(*, case_id: int, preference: str, reason: str = 
 
 @transaction.atomic
 def case_attach_patient(
-    *, case_id: int, patient_fhir_id: str, patient_display: str, patient_birth_date: date | None
+    *, case_id: int, clinic: Clinic, patient_fhir_id: str, patient_display: str, patient_birth_date: date | None
 ) -> Case:
-    """Fill in the patient of a case whose EHR lookup was pending; clears `ehr_context_pending`."""
-    case = Case.objects.select_for_update().get(pk=case_id)
+    """Fill in the patient of a case of `clinic` whose EHR lookup was pending; clears `ehr_context_pending`.
+    Raises `Case.DoesNotExist` for another clinic's case."""
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
     case.patient_fhir_id = patient_fhir_id
     case.patient_display = patient_display
     case.patient_birth_date = patient_birth_date or case.patient_birth_date
@@ -626,9 +628,10 @@ def case_attach_patient(
 
 
 @transaction.atomic
-def case_clear_ehr_pending(*, case_id: int, summary: str) -> Case:
-    """The EHR answered but holds no matching patient: stop retrying; the case stays unidentified."""
-    case = Case.objects.select_for_update().get(pk=case_id)
+def case_clear_ehr_pending(*, case_id: int, clinic: Clinic, summary: str) -> Case:
+    """The EHR answered but holds no matching patient: stop retrying; the case (of `clinic`; else
+    `Case.DoesNotExist`) stays unidentified."""
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
     case.ehr_context_pending = False
     case.save(update_fields=["ehr_context_pending"])
     case_add_event(case=case, kind=CaseEvent.Kind.EHR, summary=summary)
@@ -646,15 +649,15 @@ def risk_rules_enabled(*, clinic: Clinic) -> frozenset[str]:
 
 
 @transaction.atomic
-def case_apply_risk(*, case_id: int, facts: risk.RiskFacts) -> list[risk.RiskHit]:
+def case_apply_risk(*, case_id: int, clinic: Clinic, facts: risk.RiskFacts) -> list[risk.RiskHit]:
     """Apply the clinic's enabled risk rules to an open case with `facts`; returns the new hits.
 
     A rule already recorded on the case is not applied twice (safe to run again, e.g. by a retried task).
     Every hit is stored on `Case.risk_modifiers` (the explanation the nurse sees) and on the timeline; when
     the acuity rises the case is saved and `case.updated` is published. A closed, abandoned or transferred
-    case is left alone. Rule sources: `triage.risk`.
+    case is left alone. Rule sources: `triage.risk`. Raises `Case.DoesNotExist` for another clinic's case.
     """
-    case = Case.objects.select_for_update().get(pk=case_id)
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
     if case.state not in OPEN_STATES:
         return []
     already = {str(m.get("rule")) for m in case.risk_modifiers}
@@ -783,7 +786,7 @@ def acuity_override_cosign(
         raise OverrideNotAllowed("A lowering needs a co-sign from another person.")
     if override.status != AcuityOverride.Status.PENDING:
         raise InvalidOverride("This request is no longer waiting for a co-sign.")
-    case = Case.objects.select_for_update().get(pk=override.case_id)
+    case = Case.objects.select_for_update().get(pk=override.case_id, clinic=clinic)
     override.cosigned_by = supervisor
     override.decided_at = timezone.now()
     if case.acuity != override.from_acuity or case.state not in OPEN_STATES:

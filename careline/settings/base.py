@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "careline.middleware.ClinicScopeMiddleware",  # PostgreSQL RLS scope of the user's clinic (clinics.db_scope)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -110,6 +111,11 @@ if env.str("DATABASE_URL", default=""):
 else:
     DATABASES = {"default": _SQLITE_DEFAULT}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# PostgreSQL row-level security (clinics.db_scope, clinics.db_security): the non-superuser role every
+# connection SETs ROLE to (created NOLOGIN and granted by `manage.py migrate`); "" keeps the login role.
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="")
+# The scope of a fresh connection: "" = no clinic's rows (fail-closed). Only the test settings change it.
+DATABASE_INITIAL_SCOPE = ""
 
 # --- Redis: channel layer, Celery broker, cache -----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -13,6 +13,10 @@ from careline.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"careline-test-{os.getpid()}"  # type: ignore[index]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CARELINE_TEST_DB", "test_careline")}
+# The whole suite runs as the non-superuser application role, under row-level security (clinics.db_scope).
+# Test code itself starts in system scope (fixtures of any clinic); requests, tasks and webhooks set theirs.
+DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE", "careline_app")
+DATABASE_INITIAL_SCOPE = "system"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -29,6 +29,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from hl7.mllp import start_hl7_server
 
+from clinics import db_scope
 from clinics.models import Clinic
 from ehr.hl7.adt import InboundResult, build_ack, handle_message
 from ehr.hl7.framing import FrameTooLarge, TruncatedFrame, read_frame
@@ -39,7 +40,10 @@ logger = logging.getLogger(__name__)
 def _handle(*, data: bytes, clinic: Clinic | None) -> InboundResult:
     # Like a request: drop a database connection that broke or aged out before using it.
     close_old_connections()
-    return handle_message(data=data, clinic=clinic)
+    # The feed acts for the service (its messages may name any clinic's patients): system scope for
+    # PostgreSQL row-level security (clinics.db_scope).
+    with db_scope.system_scope():
+        return handle_message(data=data, clinic=clinic)
 
 
 @dataclass

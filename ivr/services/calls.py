@@ -136,7 +136,9 @@ def call_status(*, call_sid: str, call_status: str, duration_seconds: int | None
         if call_status in cases.CALL_ENDED_STATUSES and leg.ended_at is None:
             leg.ended_at = timezone.now()
             if leg.case_id is not None:
-                cases.case_call_ended(case_id=leg.case_id, call_status=call_status, duration_seconds=duration_seconds)
+                cases.case_call_ended(
+                    case_id=leg.case_id, clinic=leg.clinic, call_status=call_status, duration_seconds=duration_seconds
+                )
             logger.info("ivr %s: call ended (%s) at step %s", call_sid, call_status, leg.step)
         leg.save(update_fields=["call_status", "ended_at", "updated_at"])
         return True

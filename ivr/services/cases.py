@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
+from clinics.models import Clinic
 from ivr.models import CallLeg, EhrStatus
 from ivr.services import messages
 from triage import risk
@@ -108,13 +109,17 @@ def case_enqueue_from_leg(
     # Risk modifiers: the age rules now (birth date known, no EHR call in the request path); the chart rules
     # after commit in a Celery task, so the EHR never delays the caller (`ivr.services.risk`).
     if case.patient_birth_date is not None:
-        case_apply_risk(case_id=case.pk, facts=risk.age_facts(birth_date=case.patient_birth_date, today=date.today()))
+        case_apply_risk(
+            case_id=case.pk,
+            clinic=case.clinic,
+            facts=risk.age_facts(birth_date=case.patient_birth_date, today=date.today()),
+        )
         case.refresh_from_db()
     if case.patient_fhir_id:
         from ivr.tasks import apply_chart_risk  # ivr.tasks imports ivr.services
 
-        case_pk = case.pk
-        transaction.on_commit(lambda: apply_chart_risk.delay(case_pk))
+        case_pk, clinic_pk = case.pk, case.clinic_id
+        transaction.on_commit(lambda: apply_chart_risk.delay(case_pk, clinic_pk))
     leg.case = case
     return case
 
@@ -150,28 +155,32 @@ def case_transfer_from_leg(*, leg: CallLeg, protocol: Protocol, result: TriageRe
 def case_choose_hold(*, case: Case) -> Case:
     """The caller holds on the line (`<Enqueue>`); their place in line is unchanged."""
     return case_set_contact_preference(
-        case_id=case.pk, preference=Case.ContactPreference.HOLD, reason="caller is holding"
+        case_id=case.pk, clinic=case.clinic, preference=Case.ContactPreference.HOLD, reason="caller is holding"
     )
 
 
 def case_choose_callback(*, case: Case) -> Case:
     """The caller takes a callback and hangs up; their place in line is unchanged."""
     return case_set_contact_preference(
-        case_id=case.pk, preference=Case.ContactPreference.CALLBACK, reason="caller chose a callback"
+        case_id=case.pk,
+        clinic=case.clinic,
+        preference=Case.ContactPreference.CALLBACK,
+        reason="caller chose a callback",
     )
 
 
 @transaction.atomic
-def case_call_ended(*, case_id: int, call_status: str, duration_seconds: int | None) -> Case:
+def case_call_ended(*, case_id: int, clinic: Clinic, call_status: str, duration_seconds: int | None) -> Case:
     """The call of this case ended (`call_status` one of `CALL_ENDED_STATUSES`).
 
     A caller who was holding while the case is still queued is switched to callback and keeps their place
     (DESIGN §6.1). Every ended call is noted on the timeline with its status and duration (seconds).
     """
-    case = Case.objects.select_for_update().get(pk=case_id)
+    case = Case.objects.select_for_update().get(pk=case_id, clinic=clinic)
     if case.state == CaseState.QUEUED and case.contact_preference == Case.ContactPreference.HOLD:
         case = case_set_contact_preference(
             case_id=case.pk,
+            clinic=clinic,
             preference=Case.ContactPreference.CALLBACK,
             reason="caller hung up while holding; place in line kept",
         )

@@ -19,11 +19,11 @@ from triage.services import case_attach_patient, case_clear_ehr_pending
 logger = logging.getLogger(__name__)
 
 
-def _schedule_chart_risk(case_id: int) -> None:
+def _schedule_chart_risk(case_id: int, clinic_id: int) -> None:
     """Check the newly attached patient's chart for risk modifiers once this transaction commits."""
     from ivr.tasks import apply_chart_risk  # ivr.tasks imports this module
 
-    transaction.on_commit(lambda: apply_chart_risk.delay(case_id))
+    transaction.on_commit(lambda: apply_chart_risk.delay(case_id, clinic_id))
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def lookup_by_phone(phone: str, *, call_sid: str) -> PhoneLookup:
 def _clear(case: Case, *, summary: str) -> None:
     """No unique patient: the case stays unidentified, and a FHIR write-back held for it is skipped."""
     with transaction.atomic():
-        case_clear_ehr_pending(case_id=case.pk, summary=summary)
+        case_clear_ehr_pending(case_id=case.pk, clinic=case.clinic, summary=summary)
         writeback_patient_resolved(clinic=case.clinic, source_id=case.pk, patient_fhir_id="")
 
 
@@ -115,11 +115,12 @@ def pending_patients_resolve(*, limit: int = 50) -> dict[str, int]:
             with transaction.atomic():
                 case_attach_patient(
                     case_id=case.pk,
+                    clinic=case.clinic,
                     patient_fhir_id=match.fhir_id,
                     patient_display=match.display,
                     patient_birth_date=match.birth_date,
                 )
-                _schedule_chart_risk(case.pk)
+                _schedule_chart_risk(case.pk, case.clinic_id)
                 # A case closed while the lookup was pending has its FHIR write-back held for this.
                 writeback_patient_resolved(
                     clinic=case.clinic, source_id=case.pk, patient_fhir_id=match.fhir_id, patient_display=match.display

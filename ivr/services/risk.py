@@ -22,14 +22,19 @@ from triage.services import case_apply_risk
 logger = logging.getLogger(__name__)
 
 
-def chart_risk_apply(*, case_id: int) -> str:
-    """Apply the chart rules (and age rules from the chart's birth date) to case `case_id`.
+def chart_risk_apply(*, case_id: int, clinic_id: int) -> str:
+    """Apply the chart rules (and age rules from the chart's birth date) to case `case_id` of clinic `clinic_id`.
 
     Returns what happened: "no-patient" (unidentified), "closed" (nothing to raise), "ehr-unavailable"
     (the chart could not be read; the nurse sees the chart error, nothing is raised), or "applied:<n>"
     with the number of new rule hits. Safe to run twice (rules already recorded are skipped).
     """
-    case = Case.objects.filter(pk=case_id).only("pk", "patient_fhir_id", "state", "patient_birth_date").first()
+    case = (
+        Case.objects.filter(pk=case_id, clinic_id=clinic_id)
+        .select_related("clinic")
+        .only("pk", "clinic", "patient_fhir_id", "state", "patient_birth_date")
+        .first()
+    )
     if case is None or not case.patient_fhir_id:
         return "no-patient"
     if case.state not in OPEN_STATES:
@@ -52,5 +57,5 @@ def chart_risk_apply(*, case_id: int) -> str:
         birth_date=birth_date,
         today=timezone.localdate(),
     )
-    hits = case_apply_risk(case_id=case.pk, facts=facts)
+    hits = case_apply_risk(case_id=case.pk, clinic=case.clinic, facts=facts)
     return f"applied:{len(hits)}"

@@ -20,6 +20,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
+from clinics import db_scope
+
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -99,7 +101,8 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
     The view is called as `view(request, call: TwilioCall, *args, **kwargs)`. A missing or wrong signature
     answers 403, a signed request without CallSid/From/To answers 400; neither reaches the view, so nothing
-    is written. Log lines carry the path, the reason and the CallSid only (no caller number: PHI).
+    is written. The view runs in the database's system scope (`clinics.db_scope`). Log lines carry the path,
+    the reason and the CallSid only (no caller number: PHI).
     """
 
     @csrf_exempt
@@ -117,6 +120,9 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         except MalformedTwilioRequest as exc:
             logger.warning("twilio webhook %s refused: %s (CallSid %s)", request.path, exc, _sid_for_log(request))
             return HttpResponseBadRequest("malformed webhook")
-        return view(request, call, *args, **kwargs)
+        # Twilio acts for the service, not a staff member: system scope for row-level security (the view finds
+        # the clinic from the called number, `To`, and scopes its own queries to it).
+        with db_scope.system_scope():
+            return view(request, call, *args, **kwargs)
 
     return verified

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
+from clinics import db_scope
 from clinics.audit_sql import SQLITE_BACKWARD, SQLITE_FORWARD
 from clinics.models import AUDIT_GENESIS_HASH, AuditEvent
 from clinics.services import audit_record
@@ -25,7 +26,14 @@ from clinics.services import audit_record
 
 @contextlib.contextmanager
 def trigger_off() -> Iterator[None]:
-    """Simulate a DBA with table-owner rights: switch the append-only trigger off, then on again."""
+    """Simulate a DBA with table-owner rights: switch the append-only trigger off, then on again. As the owner
+    (`db_scope.as_owner`): the application role (`DATABASE_APP_ROLE`) may neither alter nor edit the table."""
+    with db_scope.as_owner(), _trigger_off():
+        yield
+
+
+@contextlib.contextmanager
+def _trigger_off() -> Iterator[None]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Check the deferred foreign keys now: ALTER TABLE refuses while their trigger events are pending.
@@ -105,7 +113,14 @@ def test_a_raw_update_or_delete_is_refused_by_the_database(personas):
         "UPDATE clinics_auditevent SET reason = 'edited' WHERE id = %s",
         "DELETE FROM clinics_auditevent WHERE id = %s",
     ):
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        # As the table owner (the application role is refused earlier, by its grants:
+        # tests/security/test_row_level_security.py), the trigger refuses.
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            db_scope.as_owner(),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
             cursor.execute(sql, [event.pk])
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.reason == "" and stored.hash == event.hash
@@ -205,5 +220,5 @@ def test_flush_still_empties_the_table_and_the_guard_comes_back(personas):
     clinic = clinic_create(slug="north", name="North", twilio_number="+15550100100", on_call_number="+15550100199")
     event = audit_record(clinic=clinic, actor=None, action="system.check")
     assert event.seq == 1
-    with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
+    with pytest.raises(DatabaseError, match="append-only"), db_scope.as_owner(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM clinics_auditevent WHERE id = %s", [event.pk])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import importlib
 import io
 
 import pytest
@@ -224,3 +225,41 @@ def test_the_data_migration_encrypts_legacy_plaintext_rows_and_reverses(personas
     assert crypto.migrate_columns(connection, table=Case._meta.db_table, pk="id", columns=columns, forward=True) == 0
     crypto.migrate_columns(connection, table=Case._meta.db_table, pk="id", columns=columns, forward=False)
     assert _stored(Case, case.pk, "note") == "legacy plaintext note"
+
+
+def test_the_working_state_data_migrations_encrypt_call_legs_and_timeline_rows(personas) -> None:
+    """ivr 0006 and triage 0007 (the columns encrypted in this issue's second pass) seal legacy plaintext."""
+    from types import SimpleNamespace
+
+    from django.apps import apps
+
+    from ivr.models import CallLeg
+    from triage.models import CaseEvent
+
+    case = _case(personas.north)
+    event = CaseEvent.objects.filter(case=case).first()
+    assert event is not None
+    leg = CallLeg.objects.create(call_sid="CAlegacy", clinic=personas.north, from_number="+15555550142")
+    _set_stored(CallLeg, leg.pk, "collected", '{"dob": "1961-07-04", "digits": ["1"]}')
+    _set_stored(CallLeg, leg.pk, "last_twiml", "<Response><Say>legacy</Say></Response>")
+    _set_stored(CaseEvent, event.pk, "summary", "legacy plaintext summary")
+    _set_stored(CaseEvent, event.pk, "detail", '{"note": "legacy"}')
+    editor = SimpleNamespace(connection=connection)
+    for module, in_app in (
+        ("ivr.migrations.0006_encrypt_working_state_rows", "ivr"),
+        ("triage.migrations.0007_encrypt_caseevent_rows", "triage"),
+    ):
+        importlib.import_module(module).encrypt_rows(apps, editor)
+        assert in_app in module
+    for model, pk, column in (
+        (CallLeg, leg.pk, "collected"),
+        (CallLeg, leg.pk, "last_twiml"),
+        (CaseEvent, event.pk, "summary"),
+        (CaseEvent, event.pk, "detail"),
+    ):
+        assert crypto.is_encrypted(_stored(model, pk, column)), column
+    leg.refresh_from_db()
+    event.refresh_from_db()
+    assert leg.collected == {"dob": "1961-07-04", "digits": ["1"]}
+    assert leg.last_twiml == "<Response><Say>legacy</Say></Response>"
+    assert (event.summary, event.detail) == ("legacy plaintext summary", {"note": "legacy"})

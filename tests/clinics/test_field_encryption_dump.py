@@ -20,18 +20,38 @@ from ehr.hl7.adt import handle_message
 from ehr.models import Hl7Message, PatientLink, WriteBack
 from ehr.services import writeback_enqueue
 from ehr.types import Answer, Outcome
-from ivr.models import OutboundMessage
+from ivr.models import CallLeg, OutboundMessage
 from ivr.services.messages import outbound_message_record
 from tests.ehr.adt_messages import adt
-from triage.models import Case
-from triage.services import case_claim_next, case_complete, case_enqueue
+from tests.ivr.phone import Phone
+from triage.models import Case, CaseEvent
+from triage.services import case_add_event, case_claim_next, case_complete, case_enqueue
 
 CALLBACK = "+15553141592"
 NOTE = "Qzxcanarynote advised fluids"
 SMS = "Xyzzycanarysms call us back"
 HL7_NAME = "Zzdumpcanary"
 WRITEBACK_NAME = "Wqcanarywriteback"
-CANARIES = (CALLBACK, NOTE, SMS, HL7_NAME, WRITEBACK_NAME, "Qzxcanarynote", "Xyzzycanarysms")
+IVR_CALLER = "+15552718281"
+IVR_DOB_DIGITS = "07131937"  # keyed on the phone: CallLeg.collected (and the stored TwiML's context)
+IVR_DOB = "1937-07-13"
+TIMELINE_NOTE = "Vvtimelinecanary caller says the rash spread"
+TIMELINE_DETAIL = "Kktimelinedetailcanary"
+CANARIES = (
+    CALLBACK,
+    NOTE,
+    SMS,
+    HL7_NAME,
+    WRITEBACK_NAME,
+    "Qzxcanarynote",
+    "Xyzzycanarysms",
+    IVR_CALLER,
+    IVR_DOB_DIGITS,
+    IVR_DOB,
+    TIMELINE_NOTE,
+    "Vvtimelinecanary",
+    TIMELINE_DETAIL,
+)
 
 
 def _database_bytes() -> bytes:
@@ -59,13 +79,22 @@ def _database_bytes() -> bytes:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_database_dump_holds_no_plaintext_canary(personas) -> None:
+def test_database_dump_holds_no_plaintext_canary(personas, client) -> None:
     north, alice = personas.north, personas.alice
+    # An IVR call through the signed webhooks: the EHR is unreachable in tests (closed port), so the flow asks
+    # for the birth date and keeps it in the leg's working state for the later lookup.
+    phone = Phone(client, from_number=IVR_CALLER)
+    phone.dial()
+    phone.press("1")  # English
+    assert phone.step() == "dob"
+    phone.press(IVR_DOB_DIGITS)
+    assert phone.step() == "protocol"
     case = case_enqueue(
         clinic=north, callback_number=CALLBACK, acuity=3, patient_fhir_id="pat-1", patient_display=WRITEBACK_NAME
     )
     assert case_claim_next(clinic=north, nurse=alice).pk == case.pk
     case_complete(case_id=case.pk, clinic=north, nurse=alice, disposition_code="home-care", note=NOTE)
+    case_add_event(case=case, kind=CaseEvent.Kind.NOTE, summary=TIMELINE_NOTE, detail={"text": TIMELINE_DETAIL})
     outbound_message_record(clinic=north, case=case, to=CALLBACK, body=SMS)
     handle_message(data=adt("A04", "CTRL-DUMP-1", family=HL7_NAME, mrn="MRN-DUMP").encode(), clinic=north)
     now = datetime.now(UTC)
@@ -100,6 +129,10 @@ def test_database_dump_holds_no_plaintext_canary(personas) -> None:
     assert any(HL7_NAME in m.raw for m in Hl7Message.objects.all())
     assert PatientLink.objects.get(mrn="MRN-DUMP").family_name == HL7_NAME
     assert any(w.payload.get("patient_display") == WRITEBACK_NAME for w in WriteBack.objects.all())
+    leg = CallLeg.objects.get(call_sid=phone.call_sid)
+    assert (leg.from_number, leg.collected["dob"]) == (IVR_CALLER, IVR_DOB) and leg.last_twiml.startswith("<?xml")
+    note = CaseEvent.objects.get(case=case, kind=CaseEvent.Kind.NOTE)
+    assert (note.summary, note.detail) == (TIMELINE_NOTE, {"text": TIMELINE_DETAIL})
 
     # ... and absent from the database's bytes.
     dump = _database_bytes()

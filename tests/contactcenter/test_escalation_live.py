@@ -68,7 +68,9 @@ async def test_supervisor_receives_case_escalated_and_nurse_does_not(personas):
 async def test_console_socket_drives_presence_and_supervisor_sees_it(personas):
     bob = await connect_as(personas.bob)
     assert (await bob.connect())[0]
-    await _drain(bob)  # bob's own presence change
+    # Bob's own presence change first: wait for it (a fixed quiet period misses it on a loaded machine).
+    own = await bob.receive_json_from(timeout=10)
+    assert own == {"event": "presence.changed", "payload": {"user_id": personas.bob.pk, "state": "available"}}
     alice = await connect_as(personas.alice)
     try:
         assert (await alice.connect())[0]

@@ -116,7 +116,7 @@ def test_install_button_adds_the_library(personas, ada):
 
 def test_case_page_shows_risk_explanations_and_the_override_flow(personas, make_case):
     case = make_case(personas.north, acuity=4, protocol_code="abdominal-pain")
-    case_apply_risk(case_id=case.pk, facts=risk.RiskFacts(pregnant=True))
+    case_apply_risk(case_id=case.pk, clinic=case.clinic, facts=risk.RiskFacts(pregnant=True))
     page = signed_in(personas.alice).get(f"/console/cases/{case.pk}/").content.decode()
     assert 'data-rule="pregnancy-abdominal"' in page and "acuity 4 &rarr; 2" in page
     assert 'id="acuity-form"' in page

@@ -194,7 +194,7 @@ def test_invalid_input_reprompts_twice_then_routes_to_a_nurse(personas, fhir, cl
     case = Case.objects.get()
     assert case.state == CaseState.QUEUED and case.acuity == 3
     assert case.patient_fhir_id == fhir.patient("wiegand-jerry")["server_id"]
-    assert case.events.filter(kind=CaseEvent.Kind.IVR, summary__contains="needs nurse assessment").exists()
+    assert any("needs nurse assessment" in e.summary for e in case.events.filter(kind=CaseEvent.Kind.IVR))
 
 
 def test_zero_reaches_a_nurse_from_a_question(personas, fhir, client: Client):
@@ -208,7 +208,7 @@ def test_zero_reaches_a_nurse_from_a_question(personas, fhir, client: Client):
     assert case.state == CaseState.QUEUED and case.acuity == 3
     assert case.protocol_code == "abdominal-pain"
     assert case.answers == [{"question": "ab-shock", "text": case.answers[0]["text"], "answer": False}]
-    assert case.events.filter(summary__contains="caller pressed 0").exists()
+    assert any("caller pressed 0" in e.summary for e in case.events.all())
 
 
 def test_zero_from_the_language_menu_reaches_a_nurse(personas, fhir, client: Client):
@@ -282,7 +282,7 @@ def test_callback_choice_keeps_the_place_and_hangs_up(personas, fhir, client: Cl
     case = Case.objects.get()
     assert case.contact_preference == Case.ContactPreference.CALLBACK
     assert case.state == CaseState.QUEUED and case.arrived_at == arrived_at
-    assert case.events.filter(kind=CaseEvent.Kind.CALL, summary__contains="caller chose a callback").exists()
+    assert any("caller chose a callback" in e.summary for e in case.events.filter(kind=CaseEvent.Kind.CALL))
 
 
 def test_hanging_up_while_holding_switches_the_case_to_callback(personas, fhir, client: Client):
@@ -296,8 +296,8 @@ def test_hanging_up_while_holding_switches_the_case_to_callback(personas, fhir, 
     case = Case.objects.get()
     assert case.contact_preference == Case.ContactPreference.CALLBACK
     assert case.state == CaseState.QUEUED
-    assert case.events.filter(summary__contains="hung up while holding").count() == 1
-    assert case.events.filter(summary__startswith="Call ended (completed, 95 s)").count() == 1
+    assert sum("hung up while holding" in e.summary for e in case.events.all()) == 1
+    assert sum(e.summary.startswith("Call ended (completed, 95 s)") for e in case.events.all()) == 1
     leg = CallLeg.objects.get(call_sid=phone.call_sid)
     assert leg.ended_at is not None and leg.call_status == "completed"
 

@@ -10,7 +10,7 @@ import requests
 
 from ivr.services.risk import chart_risk_apply
 from triage import risk
-from triage.models import CaseEvent, CaseState, RiskRuleSetting
+from triage.models import Case, CaseEvent, CaseState, RiskRuleSetting
 from triage.services import case_apply_risk, case_enqueue
 
 ALL = frozenset(r.code for r in risk.RULES)
@@ -97,17 +97,19 @@ def test_chart_facts_from_text():
 @pytest.mark.django_db
 def test_case_apply_risk_records_explanations_once_and_honours_the_clinic_switch(personas):
     case = case_enqueue(clinic=personas.north, callback_number="+15550001111", acuity=5, protocol_code="injury")
-    hits = case_apply_risk(case_id=case.pk, facts=risk.RiskFacts(anticoagulated=True))
+    hits = case_apply_risk(case_id=case.pk, clinic=case.clinic, facts=risk.RiskFacts(anticoagulated=True))
     case.refresh_from_db()
     assert [h.rule for h in hits] == ["anticoagulant-injury"] and case.acuity == 2
     assert case.risk_modifiers[0]["explanation"].startswith("On an anticoagulant")
-    assert case.events.filter(kind=CaseEvent.Kind.RISK, summary__contains="acuity 5 -> 2").exists()
-    assert case_apply_risk(case_id=case.pk, facts=risk.RiskFacts(anticoagulated=True)) == []  # idempotent
+    assert any("acuity 5 -> 2" in e.summary for e in case.events.filter(kind=CaseEvent.Kind.RISK))
+    assert (
+        case_apply_risk(case_id=case.pk, clinic=case.clinic, facts=risk.RiskFacts(anticoagulated=True)) == []
+    )  # idempotent
     assert case.events.filter(kind=CaseEvent.Kind.RISK).count() == 1
 
     RiskRuleSetting.objects.create(clinic=personas.south, rule="anticoagulant-injury", enabled=False)
     south = case_enqueue(clinic=personas.south, callback_number="+15550002222", acuity=5, protocol_code="injury")
-    assert case_apply_risk(case_id=south.pk, facts=risk.RiskFacts(anticoagulated=True)) == []
+    assert case_apply_risk(case_id=south.pk, clinic=south.clinic, facts=risk.RiskFacts(anticoagulated=True)) == []
     south.refresh_from_db()
     assert south.acuity == 5 and south.risk_modifiers == []
 
@@ -117,7 +119,7 @@ def test_closed_cases_are_not_touched(personas):
     case = case_enqueue(clinic=personas.north, callback_number="+15550001111", acuity=5, protocol_code="injury")
     case.state = CaseState.CLOSED
     case.save()
-    assert case_apply_risk(case_id=case.pk, facts=risk.RiskFacts(anticoagulated=True)) == []
+    assert case_apply_risk(case_id=case.pk, clinic=case.clinic, facts=risk.RiskFacts(anticoagulated=True)) == []
 
 
 @pytest.mark.django_db
@@ -132,11 +134,11 @@ def test_pregnant_patient_with_abdominal_pain_is_raised_after_enqueue(personas, 
         suggested_disposition="clinician-3d",
         patient_fhir_id=julieta["server_id"],
     )
-    assert chart_risk_apply(case_id=case.pk) == "applied:1"
+    assert chart_risk_apply(case_id=case.pk, clinic_id=case.clinic_id) == "applied:1"
     case.refresh_from_db()
     assert case.acuity == 2
     assert case.risk_modifiers[0]["rule"] == "pregnancy-abdominal"
-    assert chart_risk_apply(case_id=case.pk) == "applied:0"  # a retried task changes nothing
+    assert chart_risk_apply(case_id=case.pk, clinic_id=case.clinic_id) == "applied:0"  # a retried task changes nothing
 
 
 @pytest.mark.django_db
@@ -150,7 +152,7 @@ def test_a_non_pregnant_patient_with_abdominal_pain_is_not_raised(personas, fhir
         protocol_code="abdominal-pain",
         patient_fhir_id=jerry["server_id"],
     )
-    assert chart_risk_apply(case_id=case.pk) == "applied:0"
+    assert chart_risk_apply(case_id=case.pk, clinic_id=case.clinic_id) == "applied:0"
     case.refresh_from_db()
     assert case.acuity == 4 and case.risk_modifiers == []
 
@@ -215,8 +217,8 @@ def test_anticoagulated_patient_with_an_injury_is_raised_to_level_2(personas, fh
     eye = case_enqueue(
         clinic=personas.north, callback_number="+15550001112", acuity=5, protocol_code="eye", patient_fhir_id=patient_id
     )
-    assert chart_risk_apply(case_id=injury.pk) == "applied:1"
-    assert chart_risk_apply(case_id=eye.pk) == "applied:0"
+    assert chart_risk_apply(case_id=injury.pk, clinic_id=injury.clinic_id) == "applied:1"
+    assert chart_risk_apply(case_id=eye.pk, clinic_id=eye.clinic_id) == "applied:0"
     injury.refresh_from_db()
     eye.refresh_from_db()
     assert injury.acuity == 2 and injury.risk_modifiers[0]["rule"] == "anticoagulant-injury"
@@ -238,6 +240,19 @@ def test_ehr_down_leaves_the_case_as_triaged(personas, fhir):
 
     cache.clear()  # no cached chart from an earlier test
     fhir.stop()
-    assert chart_risk_apply(case_id=case.pk) == "ehr-unavailable"
+    assert chart_risk_apply(case_id=case.pk, clinic_id=case.clinic_id) == "ehr-unavailable"
     case.refresh_from_db()
     assert case.acuity == 4
+
+
+@pytest.mark.django_db
+def test_system_side_services_take_the_clinic_and_refuse_another_clinics_case(personas):
+    """Defence in depth: a service acting for the system (IVR, tasks) loads the case of the clinic it was
+    given; a case id of another clinic is not found, and the case is left alone."""
+    case = case_enqueue(clinic=personas.north, callback_number="+15550001111", acuity=5, protocol_code="injury")
+    with pytest.raises(Case.DoesNotExist):
+        case_apply_risk(case_id=case.pk, clinic=personas.south, facts=risk.RiskFacts(anticoagulated=True))
+    assert chart_risk_apply(case_id=case.pk, clinic_id=personas.south.pk) == "no-patient"
+    case.refresh_from_db()
+    assert case.acuity == 5 and case.risk_modifiers == []
+    assert case_apply_risk(case_id=case.pk, clinic=personas.north, facts=risk.RiskFacts(anticoagulated=True))

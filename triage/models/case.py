@@ -150,7 +150,9 @@ class Case(models.Model):
 class CaseEvent(models.Model):
     """One entry of a case's timeline: the "one continuous conversation" across channels.
 
-    `kind` names what happened; `detail` holds the facts (JSON); `summary` is the line a nurse reads.
+    `kind` names what happened; `detail` holds the facts (JSON); `summary` is the line a nurse reads. Both are
+    encrypted at rest (`clinics.crypto`): a summary can quote the caller (speech, a note's first line), so
+    filter timelines on `kind`/`at` in SQL and on the text in Python.
     """
 
     class Kind(models.TextChoices):
@@ -180,8 +182,8 @@ class CaseEvent(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
-    summary = models.CharField(max_length=500)
-    detail = models.JSONField(default=dict, blank=True)
+    summary = EncryptedTextField(max_length=500)
+    detail = EncryptedJSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["at", "pk"]

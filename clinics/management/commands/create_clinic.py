@@ -8,6 +8,7 @@ from zoneinfo import available_timezones
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clinics.db_scope import system_scoped
 from clinics.services import clinic_create
 
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--on-call-number", required=True, help="E.164; red-flag transfers go here")
         parser.add_argument("--timezone", default="America/New_York")
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: object, **opts: str) -> None:
         for key in ("twilio_number", "on_call_number"):
             if not opts[key].startswith("+") or not opts[key][1:].isdigit():

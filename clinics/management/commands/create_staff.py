@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clinics.db_scope import system_scoped
 from clinics.models import Clinic, StaffMember
 from clinics.services import staff_create
 
@@ -15,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--username", required=True)
         parser.add_argument("--password", required=True)
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: object, **opts: str) -> None:
         try:
             clinic = Clinic.objects.get(slug=opts["clinic"])

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 
 from clinics.crypto import FieldEncryptionError, decrypt, encrypt, encrypted_fields, is_encrypted, key_id, keyring
+from clinics.db_scope import system_scoped
 
 
 class Command(BaseCommand):
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
         parser.add_argument("--batch-size", type=int, default=500, help="rows per batch and transaction")
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: Any, **options: Any) -> None:
         dry_run: bool = options["dry_run"]
         batch: int = max(1, options["batch_size"])

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clinics.db_scope import system_scoped
 from clinics.models import AUDIT_GENESIS_HASH, AuditEvent, Clinic
 
 
@@ -49,6 +50,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--clinic", help="slug of one clinic (default: all clinics)")
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: object, **opts: str | None) -> None:
         clinics = Clinic.objects.order_by("slug")
         if opts.get("clinic"):

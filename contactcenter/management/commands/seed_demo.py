@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clinics.db_scope import system_scoped
 from clinics.services import clinic_create, staff_create
 from triage.protocol_versions import protocol_library_install
 
@@ -41,6 +42,7 @@ class Command(BaseCommand):
             "--base-url", default="http://127.0.0.1:8000", help="where the server listens (for the printed URLs)"
         )
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.CARELINE_DEMO:
             raise CommandError("seed_demo runs only with CARELINE_DEMO=true (demo data must never reach production)")

@@ -17,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clinics.db_scope import system_scoped
 from clinics.models import Clinic, validate_accumulation_rates
 from clinics.services import audit_record
 from triage.selectors import queue_discipline
@@ -56,6 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="print, do not store")
         parser.add_argument("--force", action="store_true", help="store even if a target is missed")
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             clinic = Clinic.objects.get(slug=opts["clinic"])
