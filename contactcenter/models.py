@@ -1,4 +1,5 @@
-"""Contact-center state: nurse presence (`AgentPresence`)."""
+"""Contact-center state: nurse presence (`AgentPresence`), video visits (`VideoVisit`), call sessions and their
+quality samples (`CallSession`, `QualitySample`)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,98 @@ class AgentPresence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.state}"
+
+
+class VideoVisit(models.Model):
+    """A nurse's video callback to the patient of one case (DESIGN §4, §6.5): one WebRTC room, two participants.
+
+    The patient is invited by SMS with a join link carrying a signed token (`contactcenter.visits`); only the
+    SHA-256 of the token is stored (`token_hash`), so the database cannot replay a link. The link is single-use
+    (`redeemed_at`) and expires at `expires_at` (`VIDEO_LINK_TTL_SECONDS` after creation, default 900 s).
+    Redeeming binds the patient's browser session to the visit (the session holds the visit's `room`), so a
+    reload of the visit page rejoins without the link. `room` names the signaling group (`visit.<room>`).
+
+    State: `invited` (link sent) -> `active` (link redeemed) -> `ended` (the nurse ended it, or the case
+    closed). `nurse` is the nurse who holds the case and started the visit; only she and the bound patient
+    session may join the room.
+    """
+
+    class State(models.TextChoices):
+        INVITED = "invited", "Invited (link sent)"
+        ACTIVE = "active", "Active"
+        ENDED = "ended", "Ended"
+
+    room = models.UUIDField(unique=True, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="video_visits")
+    case = models.ForeignKey("triage.Case", on_delete=models.PROTECT, related_name="video_visits")
+    nurse = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.INVITED)
+    token_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 hex of the join token")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="The join link is refused after this instant")
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "created_at"], name="video_visit_case")]
+
+    def __str__(self) -> str:
+        return f"VideoVisit {self.pk} ({self.state})"
+
+
+class CallSession(models.Model):
+    """One media session of a case (DESIGN §4): today a video visit's WebRTC call, with its quality samples.
+
+    `started_at` is when both participants were first in the room, `ended_at` when the visit ended.
+    """
+
+    class Kind(models.TextChoices):
+        VOICE = "voice", "Voice"
+        VIDEO = "video", "Video"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="call_sessions")
+    case = models.ForeignKey("triage.Case", on_delete=models.PROTECT, related_name="call_sessions")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.VIDEO)
+    visit = models.OneToOneField(
+        VideoVisit, null=True, blank=True, on_delete=models.CASCADE, related_name="call_session"
+    )
+    provider_id = models.CharField(max_length=64, blank=True, help_text="e.g. Twilio CallSid for voice")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"CallSession {self.pk} ({self.kind})"
+
+
+class QualitySample(models.Model):
+    """One `RTCPeerConnection.getStats()` summary a participant's page reported (every ~5 s).
+
+    Units: `rtt_ms` (round-trip time of the selected candidate pair, ms), `jitter_ms` (inbound RTP jitter,
+    ms), `packet_loss_pct` (inbound packets lost / expected since the previous sample, %), `fps` (frames per
+    second decoded), `frames_decoded` (cumulative, inbound video), `outgoing_kbps`
+    (`availableOutgoingBitrate`, kbit/s), `candidate_type` (local candidate of the selected pair: `host`,
+    `srflx`, `prflx`, `relay`), `audio_only` (the page had switched its camera off for bandwidth).
+    Any figure the browser did not report is null. No PHI.
+    """
+
+    class Role(models.TextChoices):
+        NURSE = "nurse", "Nurse"
+        PATIENT = "patient", "Patient"
+
+    session = models.ForeignKey(CallSession, on_delete=models.CASCADE, related_name="samples")
+    role = models.CharField(max_length=8, choices=Role.choices)
+    at = models.DateTimeField(auto_now_add=True)
+    rtt_ms = models.FloatField(null=True, blank=True)
+    jitter_ms = models.FloatField(null=True, blank=True)
+    packet_loss_pct = models.FloatField(null=True, blank=True)
+    fps = models.FloatField(null=True, blank=True)
+    frames_decoded = models.PositiveBigIntegerField(null=True, blank=True)
+    outgoing_kbps = models.FloatField(null=True, blank=True)
+    candidate_type = models.CharField(max_length=8, blank=True)
+    audio_only = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "role", "at"], name="quality_sample_session")]
+
+    def __str__(self) -> str:
+        return f"QualitySample {self.role} at {self.at:%H:%M:%S}"

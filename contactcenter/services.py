@@ -15,6 +15,7 @@ from django.db import transaction
 
 from clinics.selectors import staff_for_user
 from clinics.services import audit_record
+from contactcenter import visits
 from ehr import services as ehr_services
 from ehr.types import Answer, Outcome, SentMessage
 from ivr.models import OutboundMessage
@@ -113,6 +114,7 @@ def disposition_record(
     One transaction (DESIGN §6.3): the case is closed (`triage.services.case_complete`), an audit row
     `case.disposition` is appended, and the write-back outbox rows are written
     (`ehr.services.writeback_enqueue`); either all of it is stored or none. Sending happens after commit.
+    A video visit of the case still open is ended in the same transaction (`contactcenter.visits`).
     `disposition_code` is a code of `triage.dispositions.DISPOSITIONS`; `note` free text (may be "").
     Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, UnknownDisposition.
     """
@@ -130,6 +132,7 @@ def disposition_record(
         source_ip=source_ip,
     )
     ehr_services.writeback_enqueue(clinic=staff.clinic, outcome=outcome_for_case(case=case, nurse=user))
+    visits.visits_end_for_case(case=case, actor=user)
     return case
 
 
