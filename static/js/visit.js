@@ -112,14 +112,16 @@ function onMessage(message) {
       if (message.state === "joined") send({ type: "here" });
       if (message.pc !== peerPage) {
         peerPage = message.pc;
-        startPeerConnection();
+        // Through the same chain as the signals: an offer that arrives while the new connection is being
+        // set up (ICE configuration fetch) waits for it instead of being lost.
+        enqueue(() => startPeerConnection());
       } else if (pc && ["failed", "disconnected"].includes(pc.iceConnectionState)) {
         restartIce();
       }
       return;
     case "signal":
-      if (message.pc !== peerPage || !pc) return;
-      signalChain = signalChain.then(() => onSignal(message)).catch((err) => console.warn("signal", err));
+      if (message.pc !== peerPage) return; // from a previous page of the peer
+      enqueue(() => (pc && message.pc === peerPage ? onSignal(message) : undefined));
       return;
     case "quality":
       if (message.role !== cfg.role) {
@@ -133,6 +135,11 @@ function onMessage(message) {
     default:
       return;
   }
+}
+
+// Peer-connection set-up and incoming signals run one at a time, in arrival order.
+function enqueue(step) {
+  signalChain = signalChain.then(step).catch((err) => console.warn("signaling", err));
 }
 
 // ---- peer connection ---------------------------------------------------------------------------------

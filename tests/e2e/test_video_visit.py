@@ -1,0 +1,189 @@
+"""A video visit in two real browsers through a real TURN server.
+
+Real peers: daphne (pages, signaling WebSocket), PostgreSQL, Redis (channel layer), coturn (`turnserver`,
+relay on 127.0.0.1, REST-API credentials from the app's ICE endpoint), two headless Chromium contexts with
+fake camera and microphone (one the nurse's, signed in; one the patient's, no account). `VIDEO_FORCE_RELAY`
+makes both pages use `iceTransportPolicy: "relay"`, so media can only flow through coturn; the test checks
+that the selected candidate pair is `relay` on both sides and that video frames are decoded on both.
+Then the patient's page is reloaded mid-visit and media must flow again within 60 s without the nurse
+doing anything; finally the nurse ends the visit and the quality summary is on the case.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from contactcenter import services
+from contactcenter.models import QualitySample, VideoVisit
+from ivr.models import OutboundMessage
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from triage.models import CaseEvent
+from triage.services import case_enqueue
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fhir, pytest.mark.django_db(transaction=True)]
+
+MEDIA_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+# In the page: the local candidate type of the selected pair and the video frames decoded so far.
+MEDIA_STATE_JS = """
+async () => {
+  const visit = window.careLineVisit;
+  const pc = visit && visit.pc;
+  if (!pc) return {candidate: null, remote: null, frames: 0, ice: null, pageId: visit && visit.pageId};
+  const stats = await pc.getStats();
+  let pair = null, frames = 0;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+  });
+  const local = pair ? stats.get(pair.localCandidateId) : null;
+  const remote = pair ? stats.get(pair.remoteCandidateId) : null;
+  return {candidate: local && local.candidateType, remote: remote && remote.candidateType, frames,
+          ice: pc.iceConnectionState, pageId: window.careLineVisit.pageId};
+}
+"""
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def video_settings(settings: Any, turn_server: Any) -> Any:
+    """TURN and relay-only media for the live server; must be set before it forks (listed first)."""
+    settings.TURN_URLS = [turn_server.url]
+    settings.TURN_SECRET = turn_server.secret
+    settings.TURN_TTL_SECONDS = 600
+    settings.VIDEO_FORCE_RELAY = True
+    return settings
+
+
+@pytest.fixture
+def two_browsers(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    """(nurse page, patient page): two Chromium browsers (separate processes, like two devices)."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browsers = [
+            playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *MEDIA_ARGS])
+            for _ in range(2)
+        ]
+        pages = []
+        for browser in browsers:
+            context = browser.new_context(base_url=live_server_url, permissions=["camera", "microphone"])
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            pages.append(page)
+        try:
+            yield pages[0], pages[1]
+        finally:
+            for browser in browsers:
+                browser.close()
+
+
+def sign_in(page: Any, username: str) -> None:
+    """The console's sign-in form, as a nurse does it."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.locator("#sign-in").click()
+    expect(page).to_have_url(re.compile(r"/console/$"))
+
+
+def media(page: Any) -> dict[str, Any]:
+    return page.evaluate(MEDIA_STATE_JS)
+
+
+def frames_grow(page: Any, *, timeout: float = 30.0) -> dict[str, Any]:
+    """Wait until the page decodes video through a relay pair and its frame count is still rising."""
+    first = wait_for(lambda: (m := media(page))["frames"] > 0 and m["candidate"] == "relay" and m, timeout=timeout)
+    return wait_for(lambda: (m := media(page))["frames"] > first["frames"] and m, timeout=10)
+
+
+@pytest.fixture
+def accepted_case(personas: Any) -> Any:
+    """A North case accepted by alice (made before the browsers start: their event loop runs on this thread)."""
+    case = case_enqueue(clinic=personas.north, callback_number="+15555550142", acuity=3)
+    services.claim_next(user=personas.alice)
+    return services.accept(user=personas.alice, case_id=case.pk)
+
+
+def test_video_visit_through_turn_with_reload_rejoin(video_settings, accepted_case, live_server_url, two_browsers):
+    nurse, patient = two_browsers
+    case = accepted_case
+
+    # The nurse starts the visit from her case page; the patient's SMS carries the join link.
+    sign_in(nurse, "alice")
+    nurse.goto(f"/console/cases/{case.pk}/")
+    nurse.locator("#start-video").click()
+    expect(nurse).to_have_url(re.compile(r"/console/visits/[0-9a-f-]{36}/$"))
+    expect(nurse.locator("#visit-status")).to_have_attribute("data-state", "waiting")
+    sms = OutboundMessage.objects.get(case=case)
+    link = re.search(r"https://careline\.test(/visit/join/\S+/)", sms.body).group(1)
+
+    # The patient opens the link, joins; camera check, then the call connects through TURN.
+    patient.goto(link)
+    patient.locator("#join-visit").click()
+    expect(patient).to_have_url(re.compile(r"/visit/[0-9a-f-]{36}/$"))
+    expect(patient.locator("#device-check")).to_have_attribute("data-state", "ok")
+    for page in (nurse, patient):
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+    nurse_media, patient_media = frames_grow(nurse), frames_grow(patient)
+    assert (nurse_media["candidate"], patient_media["candidate"]) == ("relay", "relay")
+    assert (nurse_media["remote"], patient_media["remote"]) == ("relay", "relay")
+
+    # Quality figures reach the server from both pages, and the nurse sees the patient's live.
+    visit = VideoVisit.objects.get(case=case)
+    for role in ("nurse", "patient"):
+        wait_for(
+            lambda role=role: QualitySample.objects.filter(
+                session__visit=visit, role=role, candidate_type="relay", frames_decoded__gt=0, rtt_ms__isnull=False
+            ).exists(),
+            timeout=20,
+        )
+    expect(nurse.locator("#quality-peer")).to_have_attribute("data-candidate", "relay")
+    expect(nurse.locator("#quality-peer")).to_have_attribute("data-level", re.compile("good|fair|poor"))
+
+    # The patient's page reloads mid-visit: it rejoins the same visit (no link), media flows again in
+    # under 60 s, and the nurse does nothing.
+    old_page_id = patient_media["pageId"]
+    connections_before = nurse.evaluate("window.careLineVisit.connections")
+    reloaded_at = time.monotonic()
+    patient.reload()
+    expect(patient).to_have_url(re.compile(rf"/visit/{visit.room}/$"))
+    rejoined = wait_for(lambda: (m := media(patient))["pageId"] != old_page_id and m["frames"] > 0 and m, timeout=60)
+    nurse_after = wait_for(lambda: (m := media(nurse))["frames"] > 0 and m["ice"] in ("connected", "completed") and m)
+    elapsed = time.monotonic() - reloaded_at
+    assert elapsed < 60, f"rejoin took {elapsed:.1f} s"
+    assert rejoined["candidate"] == "relay" and nurse_after["candidate"] == "relay"
+    frames_grow(patient)
+    frames_grow(nurse)
+    assert nurse.evaluate("window.careLineVisit.connections") == connections_before  # the nurse's socket stayed
+    print(f"\nvideo visit: patient reload -> media again in {elapsed:.1f} s")
+
+    # The nurse ends the visit: the patient's page says so, and the quality summary is on the case.
+    nurse.locator("#end-visit").click()
+    expect(nurse).to_have_url(re.compile(rf"/console/cases/{case.pk}/$"))
+    expect(patient.locator("#visit-status")).to_have_attribute("data-state", "ended")
+    ended = case.events.filter(kind=CaseEvent.Kind.VIDEO, summary__startswith="Video visit ended").get()
+    assert "relay" in ended.summary and set(ended.detail["quality"]) == {"nurse", "patient"}
+    expect(nurse.locator('#video-visits .video-quality[data-role="patient"]')).to_contain_text("via relay")
