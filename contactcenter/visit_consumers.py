@@ -16,13 +16,15 @@ Messages a page sends (JSON objects, anything else ignored):
 | `stats`  | quality figures (`QualitySample` units) | stored, then `{"type": "quality", "role", ...figures}` to both |
 | `ping`   | —                                       | answered `{"type": "pong"}` to the sender only      |
 
-The server sends `{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
+At most one `stats` per 2 s per socket is kept (pages report every 5 s). The server sends
+`{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
 when the other page's socket closes, and `{"type": "ended"}` (then closes, 4410) when the nurse ends the
 visit. SDP and ICE candidates are relayed as given, never stored or logged (they carry IP addresses).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -36,6 +38,7 @@ CLOSE_SUPERSEDED = 4409
 CLOSE_ENDED = 4410
 
 MAX_SIGNAL_BYTES = 64 * 1024
+MIN_STATS_INTERVAL_SECONDS = 2.0
 STATS_KEYS = (
     "rtt_ms",
     "jitter_ms",
@@ -71,6 +74,7 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
     role = ""
     visit_id = 0
     joined = False
+    last_stats_at = float("-inf")
 
     async def connect(self) -> None:
         self.room = str(self.scope["url_route"]["kwargs"]["room"])
@@ -125,6 +129,10 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
                 return
             await self._relay(message)
         elif kind == "stats":
+            now = time.monotonic()
+            if now - self.last_stats_at < MIN_STATS_INTERVAL_SECONDS:  # pages report every 5 s; drop floods
+                return
+            self.last_stats_at = now
             figures = {key: content.get(key) for key in STATS_KEYS}
             await _record(self.visit_id, self.role, figures)
             await self.channel_layer.group_send(

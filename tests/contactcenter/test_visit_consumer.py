@@ -136,6 +136,8 @@ async def test_quality_reports_are_stored_and_shown_to_both(personas, make_case)
         await patient.send_json_to({"type": "stats", "pc": "p1", **report})
         for ws in (nurse, patient):
             assert await ws.receive_json_from(timeout=5) == {"type": "quality", "role": "patient", **report}
+        await patient.send_json_to({"type": "stats", "pc": "p1", **report})  # a flood is dropped
+        assert await nurse.receive_nothing(timeout=0.5)
         sample = await database_sync_to_async(QualitySample.objects.get)()
         assert (sample.role, sample.rtt_ms, sample.candidate_type, sample.frames_decoded) == (
             "patient",
