@@ -187,3 +187,41 @@ def test_video_visit_through_turn_with_reload_rejoin(video_settings, accepted_ca
     ended = case.events.filter(kind=CaseEvent.Kind.VIDEO, summary__startswith="Video visit ended").get()
     assert "relay" in ended.summary and set(ended.detail["quality"]) == {"nurse", "patient"}
     expect(nurse.locator('#video-visits .video-quality[data-role="patient"]')).to_contain_text("via relay")
+
+
+@pytest.fixture
+def starved_settings(settings: Any) -> Any:
+    """Any real bitrate counts as poor: both pages must fall back to audio only. Set before the server forks."""
+    settings.VIDEO_AUDIO_ONLY_BELOW_KBPS = 1_000_000_000
+    return settings
+
+
+def test_poor_bandwidth_switches_to_audio_only(starved_settings, accepted_case, live_server_url, two_browsers):
+    nurse, patient = two_browsers
+    case = accepted_case
+    sign_in(nurse, "alice")
+    nurse.goto(f"/console/cases/{case.pk}/")
+    nurse.locator("#start-video").click()
+    link = re.search(r"https://careline\.test(/visit/join/\S+/)", OutboundMessage.objects.get(case=case).body).group(1)
+    patient.goto(link)
+    patient.locator("#join-visit").click()
+    for page in (nurse, patient):
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+
+    # Two reports (5 s apart) below the threshold: the camera is paused, the call goes on with audio.
+    expect(patient.locator("#audio-only")).to_be_visible(timeout=30_000)
+    assert (
+        patient.evaluate(
+            "window.careLineVisit.pc.getSenders().find(s => s.track && s.track.kind === 'video').track.enabled"
+        )
+        is False
+    )
+    assert (
+        patient.evaluate(
+            "window.careLineVisit.pc.getSenders().find(s => s.track && s.track.kind === 'audio').track.enabled"
+        )
+        is True
+    )
+    expect(nurse.locator("#quality-peer")).to_contain_text("audio only", timeout=15_000)
+    visit = VideoVisit.objects.get(case=case)
+    wait_for(lambda: QualitySample.objects.filter(session__visit=visit, role="patient", audio_only=True).exists())
