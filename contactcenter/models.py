@@ -3,9 +3,13 @@ quality samples (`CallSession`, `QualitySample`)."""
 
 from __future__ import annotations
 
+import base64
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
 from django.db import models
 
+from clinics.crypto import EncryptedFieldMixin, EncryptedTextField
 from clinics.models import Clinic
 
 
@@ -134,3 +138,65 @@ class QualitySample(models.Model):
 
     def __str__(self) -> str:
         return f"QualitySample {self.role} at {self.at:%H:%M:%S}"
+
+
+if TYPE_CHECKING:  # django-stubs: the Python types the field accepts and returns
+    _BytesBase = models.TextField[Any, bytes]
+else:
+    _BytesBase = models.TextField
+
+
+class EncryptedBytesField(EncryptedFieldMixin, _BytesBase):
+    """Bytes encrypted at rest (`clinics.crypto`, AES-GCM per value): stored as the encryption of their base64.
+
+    Loaded with the row: list queries should `.defer()` it. Key rotation (`rotate_field_keys`) covers it like
+    every encrypted field.
+    """
+
+    def to_plaintext(self, value: Any) -> str:
+        return base64.b64encode(bytes(value)).decode("ascii")
+
+    def from_plaintext(self, text: str) -> Any:
+        return base64.b64decode(text)
+
+    def to_python(self, value: Any) -> Any:
+        return value
+
+
+class VisitMessage(models.Model):
+    """One chat message of a video visit (works without video). `body` is encrypted at rest (PHI)."""
+
+    visit = models.ForeignKey(VideoVisit, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=8, choices=QualitySample.Role.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    body = EncryptedTextField(max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"VisitMessage {self.pk} ({self.role})"
+
+
+class VisitAttachment(models.Model):
+    """A photo or document sent during a video visit (store-and-forward), shown to the nurse on the case.
+
+    Images are re-encoded (pixels only: EXIF, GPS, ICC and text chunks dropped; orientation applied first);
+    `content_type` is what was stored (`image/jpeg`, `image/png`, `application/pdf`), `size` its length in
+    bytes. `filename` (as the sender named it) and `data` are encrypted at rest.
+    """
+
+    visit = models.ForeignKey(VideoVisit, on_delete=models.CASCADE, related_name="attachments")
+    role = models.CharField(max_length=8, choices=QualitySample.Role.choices)
+    content_type = models.CharField(max_length=40)
+    size = models.PositiveIntegerField()
+    filename = EncryptedTextField(max_length=200)
+    data = EncryptedBytesField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"VisitAttachment {self.pk} ({self.content_type})"

@@ -18,6 +18,7 @@ urlpatterns = [
     path("cases/<int:case_id>/video/", visit_views.visit_start, name="case-video"),
     path("visits/<uuid:room>/", visit_views.nurse_visit, name="visit"),
     path("visits/<uuid:room>/end/", visit_views.nurse_visit_end, name="visit-end"),
+    path("cases/<int:case_id>/attachments/<int:attachment_id>/", visit_views.case_attachment, name="case-attachment"),
     path("presence/", views.presence_set, name="presence"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/panels/", views.dashboard_panels, name="dashboard-panels"),

@@ -14,23 +14,27 @@ Messages a page sends (JSON objects, anything else ignored):
 | `here`   | `pc`                                    | `{"type": "peer", "state": "here", "pc", "role"}`   |
 | `signal` | `pc`, `description` or `candidate`      | `{"type": "signal", "pc", "description"/"candidate", "role"}` |
 | `stats`  | quality figures (`QualitySample` units) | stored, then `{"type": "quality", "role", ...figures}` to both |
+| `chat`   | `body` (<= 2000 characters)   | stored, then `{"type": "chat", "id", "role", "body", "at"}` to both |
 | `ping`   | —                                       | answered `{"type": "pong"}` to the sender only      |
 
-At most one `stats` per 2 s per socket is kept (pages report every 5 s). The server sends
-`{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
+At most one `stats` per 2 s and 30 `chat` per minute per socket are kept (pages report every 5 s).
+Attachments are uploaded over HTTP (`contactcenter.visit_views`) and announced as `{"type": "attachment"}`.
+The server sends `{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
 when the other page's socket closes, and `{"type": "ended"}` (then closes, 4410) when the nurse ends the
 visit. SDP and ICE candidates are relayed as given, never stored or logged (they carry IP addresses).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from contactcenter import visits
+from contactcenter import visit_chat, visits
 from contactcenter.models import VideoVisit
 
 CLOSE_FORBIDDEN = 4403
@@ -39,6 +43,8 @@ CLOSE_ENDED = 4410
 
 MAX_SIGNAL_BYTES = 64 * 1024
 MIN_STATS_INTERVAL_SECONDS = 2.0
+CHAT_WINDOW_SECONDS = 60.0
+CHAT_MAX_PER_WINDOW = 30
 STATS_KEYS = (
     "rtt_ms",
     "jitter_ms",
@@ -63,6 +69,15 @@ def _participant(scope: dict[str, Any], room: str) -> tuple[VideoVisit, str] | N
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
+def _chat(visit_id: int, role: str, author: Any, body: str) -> None:
+    visit = VideoVisit.objects.get(pk=visit_id)
+    if visit.state == VideoVisit.State.ENDED:
+        return
+    with contextlib.suppress(visit_chat.EmptyMessage):
+        visit_chat.chat_post(visit=visit, role=role, author=author, body=body)
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _record(visit_id: int, role: str, figures: dict[str, Any]) -> None:
     visits.quality_record(visit_id=visit_id, role=role, figures=figures)
 
@@ -84,6 +99,7 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
             return
         visit, self.role = participant
         self.visit_id = visit.pk
+        self.chat_times: deque[float] = deque()
         # One live socket per role: tell an older one (reloaded page, second tab) to step aside first.
         await self.channel_layer.group_send(visits.role_group(self.room, self.role), {"type": "visit.superseded"})
         await self.channel_layer.group_add(visits.role_group(self.room, self.role), self.channel_name)
@@ -128,6 +144,15 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
             else:
                 return
             await self._relay(message)
+        elif kind == "chat" and isinstance(content.get("body"), str):
+            now = time.monotonic()
+            while self.chat_times and now - self.chat_times[0] > CHAT_WINDOW_SECONDS:
+                self.chat_times.popleft()
+            if len(self.chat_times) >= CHAT_MAX_PER_WINDOW:
+                return
+            self.chat_times.append(now)
+            author = self.scope.get("user") if self.role == "nurse" else None
+            await _chat(self.visit_id, self.role, author, content["body"])
         elif kind == "stats":
             now = time.monotonic()
             if now - self.last_stats_at < MIN_STATS_INTERVAL_SECONDS:  # pages report every 5 s; drop floods

@@ -9,4 +9,6 @@ urlpatterns = [
     path("join/<str:token>/", visit_views.patient_join, name="join"),
     path("<uuid:room>/", visit_views.patient_visit, name="patient"),
     path("<uuid:room>/ice/", visit_views.ice_servers, name="ice"),
+    path("<uuid:room>/history/", visit_views.visit_history, name="history"),
+    path("<uuid:room>/attachments/", visit_views.visit_attachment_upload, name="attachments"),
 ]

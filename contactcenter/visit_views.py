@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from contactcenter import turn, visits
-from contactcenter.models import VideoVisit
+from contactcenter import turn, visit_chat, visits
+from contactcenter.models import VideoVisit, VisitAttachment
 from contactcenter.views import _Conflict, _nurse, _source_ip, staff_view
 
 LINK_PAGES = {
@@ -135,8 +135,80 @@ def patient_visit(request: HttpRequest, room: str) -> HttpResponse:
         return found
     visit, role = found
     return render(
-        request, "visit/patient.html", {"visit": visit, "clinic": visit.clinic, "cfg": _page_config(visit, role)}
+        request,
+        "visit/patient.html",
+        {
+            "visit": visit,
+            "clinic": visit.clinic,
+            "cfg": _page_config(visit, role),
+            "max_attachment_mb": int(settings.VIDEO_ATTACHMENT_MAX_BYTES) // (1024 * 1024),
+        },
     )
+
+
+def _participant_or_none(request: HttpRequest, room: str) -> tuple[VideoVisit, str] | None:
+    rooms = list(request.session.get(visits.PATIENT_SESSION_KEY, []))
+    try:
+        return visits.visit_participant(
+            room=str(room),
+            user=request.user if request.user.is_authenticated else None,
+            session_rooms=rooms,
+            source_ip=_source_ip(request),
+        )
+    except visits.NotAParticipant:
+        return None
+
+
+@never_cache
+@require_GET
+def visit_history(request: HttpRequest, room: str) -> HttpResponse:
+    """`{"items": [...]}`: the visit's chat messages and attachment notices, oldest first (participants only).
+    Pages re-read it on every (re)connect, so a dropped socket loses no message."""
+    found = _participant_or_none(request, room)
+    if found is None:
+        return JsonResponse({"error": "not a participant of this visit"}, status=403)
+    return JsonResponse({"items": visit_chat.visit_history(visit=found[0])})
+
+
+@require_POST
+def visit_attachment_upload(request: HttpRequest, room: str) -> HttpResponse:
+    """Multipart `file`: a photo or PDF from a participant (rules in `contactcenter.visit_chat`).
+
+    201 with the attachment's notice; 400 (no file, refused type), 413 (too large), 403 (not a participant).
+    """
+    found = _participant_or_none(request, room)
+    if found is None:
+        return JsonResponse({"error": "not a participant of this visit"}, status=403)
+    visit, role = found
+    upload = request.FILES.get("file")
+    if upload is None:
+        return JsonResponse({"error": "Choose a photo or a document."}, status=400)
+    if upload.size is not None and upload.size > int(settings.VIDEO_ATTACHMENT_MAX_BYTES):
+        return JsonResponse({"error": "This file is too large."}, status=413)
+    try:
+        attachment = visit_chat.attachment_store(visit=visit, role=role, filename=upload.name or "", data=upload.read())
+    except visit_chat.AttachmentRefused as exc:
+        return JsonResponse({"error": str(exc)}, status=exc.status)
+    return JsonResponse(visit_chat.attachment_json(attachment), status=201)
+
+
+@require_GET
+@staff_view
+def case_attachment(request: HttpRequest, case_id: int, attachment_id: int) -> HttpResponse:
+    """Download an attachment of a case (staff of the case's clinic; audited). Served as a download in a
+    sandbox: never rendered as a page of this origin."""
+    try:
+        attachment = visit_chat.attachment_read(
+            user=_nurse(request), case_id=case_id, attachment_id=attachment_id, source_ip=_source_ip(request)
+        )
+    except VisitAttachment.DoesNotExist as exc:
+        raise Http404("No such attachment.") from exc
+    response = HttpResponse(attachment.data, content_type=attachment.content_type)
+    extension = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}.get(attachment.content_type, "bin")
+    response["Content-Disposition"] = f'attachment; filename="case-{case_id}-attachment-{attachment.pk}.{extension}"'
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @never_cache

@@ -275,6 +275,8 @@ TURN_TTL_SECONDS = env.int("TURN_TTL_SECONDS", default=3600)
 VIDEO_FORCE_RELAY = env.bool("VIDEO_FORCE_RELAY", default=False)
 # A page whose available outgoing bitrate stays below this (kbit/s) switches its camera off (audio only).
 VIDEO_AUDIO_ONLY_BELOW_KBPS = env.int("VIDEO_AUDIO_ONLY_BELOW_KBPS", default=150)
+# Store-and-forward during a visit: largest photo or document accepted (bytes).
+VIDEO_ATTACHMENT_MAX_BYTES = env.int("VIDEO_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
 
 STATIC_ROOT.mkdir(exist_ok=True)
 

@@ -18,6 +18,9 @@
 // relays it, and the nurse's page shows the patient's figures live. When the available outgoing bitrate
 // stays under the configured threshold for two reports, the page switches its camera off (audio only) and
 // back on once it has recovered to twice the threshold.
+//
+// Chat works without video: messages go over the same socket, files are uploaded over HTTP, and the page
+// re-reads the visit's history on every (re)connect (it resynchronises from the server).
 
 const main = document.getElementById("main");
 const cfg = {
@@ -83,6 +86,7 @@ function connectSocket() {
     window.careLineVisit.connections += 1;
     socket.send(JSON.stringify({ type: "hello", pc: pageId }));
     while (outbox.length) socket.send(outbox.shift());
+    loadHistory();
     ping = setInterval(() => send({ type: "ping" }), PING_EVERY_MS);
     if (!peerPage) setStatus("waiting", `${PEER_NAME} will join shortly.`);
   });
@@ -128,6 +132,10 @@ function onMessage(message) {
         window.careLineVisit.peerStats = message;
         showQuality("peer", message);
       }
+      return;
+    case "chat":
+    case "attachment":
+      showChatItem(message);
       return;
     case "ended":
       onEnded();
@@ -325,6 +333,83 @@ function showQuality(who, stats) {
     `${fmt(stats.fps, "fps")}, ${stats.candidate_type || "?"}${stats.audio_only ? ", audio only" : ""}`;
 }
 
+// ---- chat and attachments (work without video) -------------------------------------------------------
+const chatLog = $("chat-log");
+const shown = new Set();
+
+function showChatItem(item) {
+  if (!chatLog) return;
+  const key = `${item.type}:${item.id}`;
+  if (shown.has(key)) return;
+  shown.add(key);
+  const li = document.createElement("li");
+  li.dataset.role = item.role;
+  li.dataset.type = item.type;
+  const who = document.createElement("strong");
+  who.textContent = item.role === cfg.role ? "You: " : item.role === "nurse" ? "Nurse: " : "Patient: ";
+  li.append(who);
+  if (item.type === "chat") {
+    li.append(document.createTextNode(item.body));
+  } else if (cfg.role === "nurse" && chatLog.dataset.caseId) {
+    const link = document.createElement("a");
+    link.href = `/console/cases/${chatLog.dataset.caseId}/attachments/${item.id}/`;
+    link.textContent = `${item.filename} (${Math.ceil(item.size / 1024)} KB)`;
+    li.append(link);
+  } else {
+    li.append(document.createTextNode(`sent ${item.filename} (${Math.ceil(item.size / 1024)} KB)`));
+  }
+  chatLog.append(li);
+}
+
+async function loadHistory() {
+  if (!chatLog) return;
+  try {
+    const response = await fetch(`/visit/${cfg.room}/history/`, { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return;
+    const body = await response.json();
+    body.items.forEach(showChatItem);
+  } catch (err) {
+    console.warn("history", err);
+  }
+}
+
+function setUpChat() {
+  const form = $("chat-form");
+  if (form) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("chat-input");
+      const text = input.value.trim();
+      if (!text) return;
+      send({ type: "chat", body: text });
+      input.value = "";
+    });
+  }
+  const upload = $("attachment-form");
+  if (upload) {
+    upload.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const input = $("attachment-input");
+      const status = $("attachment-status");
+      if (!input.files.length) return;
+      const data = new FormData();
+      data.append("file", input.files[0]);
+      status.textContent = "Sending…";
+      const token = upload.querySelector("input[name=csrfmiddlewaretoken]").value;
+      try {
+        const response = await fetch(upload.dataset.uploadUrl, {
+          method: "POST", body: data, credentials: "same-origin", headers: { "X-CSRFToken": token },
+        });
+        const body = await response.json();
+        if (response.ok) { status.textContent = "Sent."; input.value = ""; showChatItem(body); }
+        else status.textContent = body.error || "Could not send the file.";
+      } catch {
+        status.textContent = "Could not send the file. Check your connection.";
+      }
+    });
+  }
+}
+
 // ---- end ---------------------------------------------------------------------------------------------
 let endShown = false;
 
@@ -347,6 +432,7 @@ const MEDIA_HELP = {
 };
 
 async function start() {
+  setUpChat();
   const unmute = $("unmute");
   if (unmute) unmute.addEventListener("click", () => { remoteVideo.muted = false; unmute.hidden = true; });
   try {

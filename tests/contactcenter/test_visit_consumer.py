@@ -14,7 +14,7 @@ from django.test import Client
 from careline.asgi import application
 from clinics.models import AuditEvent
 from contactcenter import services, visits
-from contactcenter.models import QualitySample, VideoVisit
+from contactcenter.models import QualitySample, VideoVisit, VisitMessage
 from contactcenter.visit_consumers import CLOSE_ENDED, CLOSE_FORBIDDEN, CLOSE_SUPERSEDED
 from ivr.models import OutboundMessage
 
@@ -209,3 +209,28 @@ async def test_ending_the_visit_closes_both_pages_and_nobody_rejoins(personas, m
         assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_ENDED}
     for cookie in (nurse_cookie, patient_cookie):
         assert (await communicator(visit, cookie).connect(timeout=5)) == (False, CLOSE_FORBIDDEN)
+
+
+async def test_chat_goes_to_both_pages_and_is_stored(personas, make_case):
+    visit, nurse_cookie, patient_cookie = await visit_setup(personas, make_case)
+    nurse = await join(visit, nurse_cookie)
+    patient = await join(visit, patient_cookie)
+    try:
+        await nurse.receive_json_from(timeout=5)
+        await patient.receive_json_from(timeout=5)
+        await patient.send_json_to({"type": "chat", "pc": "p1", "body": "My camera does not work, can we chat?"})
+        for ws in (nurse, patient):  # the sender's copy is its acknowledgement
+            message = await ws.receive_json_from(timeout=5)
+            assert (message["type"], message["role"], message["body"]) == (
+                "chat",
+                "patient",
+                "My camera does not work, can we chat?",
+            )
+        await nurse.send_json_to({"type": "chat", "pc": "n1", "body": "   "})  # blank: ignored
+        await nurse.send_json_to({"type": "chat", "pc": "n1", "body": {"not": "text"}})
+        assert await patient.receive_nothing(timeout=0.5)
+        stored = await database_sync_to_async(lambda: list(VisitMessage.objects.values_list("role", "body")))()
+        assert stored == [("patient", "My camera does not work, can we chat?")]
+    finally:
+        await nurse.disconnect()
+        await patient.disconnect()

@@ -11,12 +11,15 @@ doing anything; finally the nurse ends the visit and the quality summary is on t
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from contactcenter import services
@@ -196,7 +199,9 @@ def starved_settings(settings: Any) -> Any:
     return settings
 
 
-def test_poor_bandwidth_switches_to_audio_only(starved_settings, accepted_case, live_server_url, two_browsers):
+def test_poor_bandwidth_switches_to_audio_only_and_chat_and_photo_still_work(
+    starved_settings, accepted_case, live_server_url, two_browsers
+):
     nurse, patient = two_browsers
     case = accepted_case
     sign_in(nurse, "alice")
@@ -225,3 +230,26 @@ def test_poor_bandwidth_switches_to_audio_only(starved_settings, accepted_case, 
     expect(nurse.locator("#quality-peer")).to_contain_text("audio only", timeout=15_000)
     visit = VideoVisit.objects.get(case=case)
     wait_for(lambda: QualitySample.objects.filter(session__visit=visit, role="patient", audio_only=True).exists())
+
+    # Chat and store-and-forward: the patient writes and sends a photo; the nurse sees both live and the
+    # photo is linked from her page (download audited); her reply reaches the patient.
+    patient.locator("#chat-input").fill("Here is the rash on my arm")
+    patient.locator("#chat-send").click()
+    expect(nurse.locator('#chat-log li[data-role="patient"][data-type="chat"]')).to_have_text(
+        "Patient: Here is the rash on my arm"
+    )
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), (180, 60, 60)).save(photo, "JPEG")
+    patient.locator("#attachment-input").set_input_files(
+        files=[{"name": "rash.jpg", "mimeType": "image/jpeg", "buffer": photo.getvalue()}]
+    )
+    patient.locator("#attachment-send").click()
+    expect(patient.locator("#attachment-status")).to_have_text("Sent.")
+    link = nurse.locator('#chat-log li[data-type="attachment"] a')
+    expect(link).to_contain_text("rash.jpg")
+    with nurse.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes()[:3] == b"\xff\xd8\xff"
+    nurse.locator("#chat-input").fill("Thank you, I can see it.")
+    nurse.locator("#chat-input").press("Enter")
+    expect(patient.locator('#chat-log li[data-role="nurse"]')).to_have_text("Nurse: Thank you, I can see it.")
