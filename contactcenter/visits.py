@@ -227,7 +227,7 @@ def visit_redeem(*, token: str, session_rooms: list[str], source_ip: str | None 
     return [*rooms[-9:], str(visit.room)]
 
 
-def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, room: str, source_ip: str | None) -> None:
+def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, source_ip: str | None) -> None:
     """Audit a refused attempt to join a room (in the user's clinic if staff, else in the visit's clinic)."""
     clinic = None
     if user is not None and user.is_authenticated:
@@ -245,7 +245,8 @@ def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, room: 
         actor=user,
         action="access.denied",
         object_type="video_visit",
-        object_id=visit.pk if visit is not None and visit.clinic_id == clinic.pk else str(room)[:64],
+        # An id that names no visit of this clinic is not recorded: it is the caller's input, not a record.
+        object_id=visit.pk if visit is not None and visit.clinic_id == clinic.pk else "",
         source_ip=source_ip,
     )
 
@@ -282,7 +283,7 @@ def visit_participant(
                 return visit, QualitySample.Role.NURSE
         if str(room_id) in session_rooms:
             return visit, QualitySample.Role.PATIENT
-    _deny(visit, user=user, room=str(room), source_ip=source_ip)
+    _deny(visit, user=user, source_ip=source_ip)
     raise NotAParticipant
 
 
