@@ -18,6 +18,8 @@ urlpatterns = [
     path("api/v1/", include("contactcenter.api_urls")),
     # Pre-call test: the server-side WebRTC echo (staff sessions and patients' visit tokens).
     path("precall/", include("contactcenter.precall_urls")),
+    # Video visits, the patient's side (no account: the SMS join link binds the browser session).
+    path("visit/", include("contactcenter.visit_urls")),
     # SMART on FHIR: the keys to register at the EHR, and the EHR launch of the console.
     path(".well-known/jwks.json", smart_views.jwks, name="smart-jwks"),
     path("smart/launch/", smart_views.launch, name="smart-launch"),

@@ -23,6 +23,7 @@ from django.db import transaction
 from clinics.models import StaffMember
 from clinics.selectors import staff_for_user
 from clinics.services import audit_record
+from contactcenter import visits
 from ehr import services as ehr_services
 from ehr.types import Answer, Outcome, SentMessage
 from ivr.models import OutboundMessage
@@ -151,6 +152,7 @@ def disposition_record(
     One transaction (DESIGN §6.3): the case is closed (`triage.services.case_complete`), an audit row
     `case.disposition` is appended, and the write-back outbox rows are written
     (`ehr.services.writeback_enqueue`); either all of it is stored or none. Sending happens after commit.
+    A video visit of the case still open is ended in the same transaction (`contactcenter.visits`).
     `disposition_code` is a code of `triage.dispositions.DISPOSITIONS`; `note` free text (may be "").
     Raises NotStaff, Case.DoesNotExist, NotYourCase, InvalidTransition, UnknownDisposition (the first two
     audited as `access.denied`, `refusals_audited`).
@@ -179,6 +181,7 @@ def _disposition_record(
         source_ip=source_ip,
     )
     ehr_services.writeback_enqueue(clinic=staff.clinic, outcome=outcome_for_case(case=case, nurse=user))
+    visits.visits_end_for_case(case=case, actor=user)
     return case
 
 

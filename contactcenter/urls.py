@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from contactcenter import admin_views, audit_views, interfaces_views, routing_views, views
+from contactcenter import admin_views, audit_views, interfaces_views, routing_views, views, visit_views
 
 app_name = "console"
 urlpatterns = [
@@ -15,6 +15,10 @@ urlpatterns = [
     path("cases/<int:case_id>/release/", views.case_release, name="case-release"),
     path("cases/<int:case_id>/disposition/", views.case_disposition, name="case-disposition"),
     path("cases/<int:case_id>/callback-attempt/", views.callback_attempt, name="case-callback-attempt"),
+    path("cases/<int:case_id>/video/", visit_views.visit_start, name="case-video"),
+    path("visits/<uuid:room>/", visit_views.nurse_visit, name="visit"),
+    path("visits/<uuid:room>/end/", visit_views.nurse_visit_end, name="visit-end"),
+    path("cases/<int:case_id>/attachments/<int:attachment_id>/", visit_views.case_attachment, name="case-attachment"),
     path("presence/", views.presence_set, name="presence"),
     path("precall/", views.precall_page, name="precall"),
     path("dashboard/", views.dashboard, name="dashboard"),

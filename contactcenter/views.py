@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
-from contactcenter import escalation, presence, selectors, services
+from contactcenter import escalation, presence, selectors, services, visit_chat, visits
 from contactcenter.dashboard import (
     InvalidWhatIf,
     dashboard_for_clinic,
@@ -218,6 +218,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "acuity_levels": [(level, selectors.acuity_label(level)) for level in range(1, 6)],
             "overrides": case.acuity_overrides.select_related("requested_by", "cosigned_by"),
             "is_supervisor": request.staff.role == "supervisor",  # type: ignore[attr-defined]
+            "can_video": mine and case.state == CaseState.IN_PROGRESS,
+            "video_visits": [
+                (visit, quality, visit_chat.visit_history(visit=visit))
+                for visit, quality in visits.visits_for_case(case=case)
+            ],
         },
     )
 

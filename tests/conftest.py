@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.fhir_server", "tests.fixtures.mllp"]
+pytest_plugins = ["tests.fixtures.fhir_server", "tests.fixtures.mllp", "tests.fixtures.coturn"]
 
 NORTH_NUMBER = "+15550100100"
 NORTH_ON_CALL = "+15550100199"

@@ -285,6 +285,21 @@ PRECALL_TOKEN_MAX_AGE_SECONDS = env.int("PRECALL_TOKEN_MAX_AGE_SECONDS", default
 RTC_HOST_ADDRESSES = env.list("RTC_HOST_ADDRESSES", default=[])
 # STUN servers for the server's peers (e.g. "stun:stun.example.org:3478"); none by default (no outside calls).
 RTC_STUN_URLS = env.list("RTC_STUN_URLS", default=[])
+# Video visits (contactcenter.visits). The patient's SMS join link expires after this long (seconds).
+VIDEO_LINK_TTL_SECONDS = env.int("VIDEO_LINK_TTL_SECONDS", default=900)
+# TURN (coturn REST-API scheme, `use-auth-secret`): comma list of `turn:`/`turns:` URLs, the shared secret
+# (coturn's `static-auth-secret`) and the lifetime of the credentials handed out (seconds). No URLs: STUN-less
+# host candidates only (works on one network, not through NATs).
+TURN_URLS = env.list("TURN_URLS", default=[])
+TURN_SECRET = env.str("TURN_SECRET", default="")
+TURN_TTL_SECONDS = env.int("TURN_TTL_SECONDS", default=3600)
+# Force `iceTransportPolicy: "relay"` on both pages (tests prove media goes through TURN; also a privacy
+# option: neither side learns the other's addresses).
+VIDEO_FORCE_RELAY = env.bool("VIDEO_FORCE_RELAY", default=False)
+# A page whose available outgoing bitrate stays below this (kbit/s) switches its camera off (audio only).
+VIDEO_AUDIO_ONLY_BELOW_KBPS = env.int("VIDEO_AUDIO_ONLY_BELOW_KBPS", default=150)
+# Store-and-forward during a visit: largest photo or document accepted (bytes).
+VIDEO_ATTACHMENT_MAX_BYTES = env.int("VIDEO_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
 
 STATIC_ROOT.mkdir(exist_ok=True)
 

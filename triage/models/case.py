@@ -176,6 +176,7 @@ class CaseEvent(models.Model):
         RECONCILED = "reconciled", "Reconciled"
         RISK = "risk", "Risk modifier"
         ACUITY_OVERRIDE = "acuity_override", "Acuity override"
+        VIDEO = "video", "Video visit"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")

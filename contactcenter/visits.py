@@ -1,0 +1,441 @@
+"""Video visits (DESIGN §6.5): invite the patient by SMS, redeem the join link, admit the two participants,
+store quality samples, end the visit with a quality summary on the case timeline.
+
+Join link. `visit_start` makes a token `django.core.signing.dumps({"r": room, "c": case_id}, salt=...)`
+(HMAC-SHA256 over the payload with `SECRET_KEY`, timestamped), sends `<base>/visit/join/<token>/` by SMS
+through the IVR outbox (`ivr.services.messages.outbound_message_record`, so it lands on the case timeline)
+and stores only `sha256(token)`. `visit_redeem` refuses a token that was altered (`LinkTampered`), is older
+than `VIDEO_LINK_TTL_SECONDS` (`LinkExpired`), or was already redeemed / belongs to an ended visit
+(`LinkUsed`); the payload must name the visit's own room and case (bound to the case). The SMS body in the
+outbox necessarily holds the link until it is sent (encrypted at rest, `clinics.crypto`).
+
+Participants. A room has exactly two: the nurse who started the visit and still holds the case
+(`triage.selectors.access_case` + `Case.reserved_by`), and the browser session that redeemed the link (the
+session keeps the room in `PATIENT_SESSION_KEY`). `visit_participant` decides; every refusal is audited
+(`access.denied`, object `video_visit`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import statistics
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from clinics.selectors import NotStaff, staff_for_user
+from clinics.services import audit_record
+from contactcenter.models import CallSession, QualitySample, VideoVisit
+from ivr.services.messages import outbound_message_record
+from triage.exceptions import InvalidTransition, NotYourCase
+from triage.models import Case, CaseEvent, CaseState
+from triage.selectors import access_case
+from triage.services import case_add_event
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+logger = logging.getLogger(__name__)
+
+TOKEN_SALT = "careline.video.join"
+PATIENT_SESSION_KEY = "video_rooms"
+
+
+def room_group(room: uuid.UUID | str) -> str:
+    """Channel-layer group of a visit's signaling room."""
+    return f"visit.{room}"
+
+
+def role_group(room: uuid.UUID | str, role: str) -> str:
+    """Group holding the one live socket of `role` ("nurse"/"patient") in a room (a newer one supersedes it)."""
+    return f"visit.{room}.{role}"
+
+
+class LinkError(Exception):
+    """A join link that must not open the visit; `reason` names the page shown."""
+
+    reason = "invalid"
+
+
+class LinkTampered(LinkError):
+    """The token's signature does not verify, or it names another visit or case."""
+
+    reason = "tampered"
+
+
+class LinkExpired(LinkError):
+    """Older than `VIDEO_LINK_TTL_SECONDS`."""
+
+    reason = "expired"
+
+
+class LinkUsed(LinkError):
+    """Already redeemed (single use), or the visit has ended."""
+
+    reason = "used"
+
+
+class NotAParticipant(Exception):
+    """Neither the visit's nurse nor the patient session bound to it."""
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 hex of a join token: the only form stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _ttl() -> int:
+    return int(settings.VIDEO_LINK_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class StartedVisit:
+    visit: VideoVisit
+    link: str
+
+
+def visit_start(*, user: User, case_id: int, base_url: str, source_ip: str | None = None) -> StartedVisit:
+    """The nurse invites the case's patient to a video visit: SMS with the join link, timeline entry, audit.
+
+    `base_url`: scheme + host the patient's browser reaches (no trailing slash). The case must be the
+    user's and `in_progress` (accepted by her). Earlier visits of the case that have not ended are ended
+    (their links stop working). Raises NotStaff, Case.DoesNotExist (another clinic's or unknown: 404),
+    NotYourCase, InvalidTransition.
+    """
+    case = access_case(user=user, case_id=case_id)  # outside the transaction: a refusal's audit row stays
+    with transaction.atomic():
+        return _visit_start(user=user, case_id=case.pk, base_url=base_url, source_ip=source_ip)
+
+
+def _visit_start(*, user: User, case_id: int, base_url: str, source_ip: str | None) -> StartedVisit:
+    case = Case.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=case_id)
+    if case.reserved_by_id != user.pk:
+        raise NotYourCase(case.pk)
+    if case.state != CaseState.IN_PROGRESS:
+        raise InvalidTransition(f"case {case.pk} is {case.state}, not in_progress")
+    now = timezone.now()
+    for old in VideoVisit.objects.select_for_update().filter(case=case).exclude(state=VideoVisit.State.ENDED):
+        _end(old, now=now, actor=user, reason="replaced by a new video visit")
+    room = uuid.uuid4()
+    token = signing.dumps({"r": str(room), "c": case.pk}, salt=TOKEN_SALT)
+    visit = VideoVisit.objects.create(
+        room=room,
+        clinic=case.clinic,
+        case=case,
+        nurse=user,
+        token_hash=token_hash(token),
+        expires_at=now + timedelta(seconds=_ttl()),
+    )
+    CallSession.objects.create(clinic=case.clinic, case=case, kind=CallSession.Kind.VIDEO, visit=visit)
+    link = f"{base_url.rstrip('/')}/visit/join/{token}/"
+    minutes = max(1, _ttl() // 60)
+    body = (
+        f"{case.clinic.name}: your nurse is ready for a video visit. "
+        f"Open this link on your phone within {minutes} min (one use only): {link}"
+    )
+    outbound_message_record(
+        clinic=case.clinic, case=case, to=case.callback_number, body=body, purpose="Video visit link"
+    )
+    case_add_event(
+        case=case,
+        kind=CaseEvent.Kind.VIDEO,
+        summary=f"Video visit started; join link sent by SMS (valid {minutes} min)",
+        detail={"visit_id": visit.pk, "expires_at": visit.expires_at.isoformat()},
+        actor=user,
+    )
+    audit_record(
+        clinic=case.clinic,
+        actor=user,
+        action="video.start",
+        object_type="video_visit",
+        object_id=visit.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=source_ip,
+    )
+    return StartedVisit(visit=visit, link=link)
+
+
+def _check_token(token: str) -> dict[str, Any]:
+    try:
+        payload = signing.loads(token, salt=TOKEN_SALT, max_age=_ttl())
+    except signing.SignatureExpired as exc:
+        raise LinkExpired from exc
+    except signing.BadSignature as exc:
+        raise LinkTampered from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("r"), str) or not isinstance(payload.get("c"), int):
+        raise LinkTampered
+    return payload
+
+
+def _visit_for_token(token: str, *, lock: bool) -> VideoVisit:
+    payload = _check_token(token)
+    visits = VideoVisit.objects.select_related("case", "clinic")
+    if lock:
+        visits = visits.select_for_update(of=("self",))
+    visit = visits.filter(token_hash=token_hash(token)).first()
+    if visit is None or str(visit.room) != payload["r"] or visit.case_id != payload["c"]:
+        raise LinkTampered
+    if visit.redeemed_at is not None or visit.state == VideoVisit.State.ENDED:
+        raise LinkUsed
+    if timezone.now() >= visit.expires_at:
+        raise LinkExpired
+    return visit
+
+
+def visit_check_link(*, token: str) -> VideoVisit:
+    """The visit a join link opens, without redeeming it (the landing page before "Join").
+
+    Raises LinkTampered, LinkExpired, LinkUsed. Reads nothing but the visit row.
+    """
+    return _visit_for_token(token, lock=False)
+
+
+@transaction.atomic
+def visit_redeem(*, token: str, session_rooms: list[str], source_ip: str | None = None) -> list[str]:
+    """Redeem a join link once: the visit becomes `active` and its room is added to the patient's session.
+
+    `session_rooms`: the rooms the browser session already holds; returns the new list to store under
+    `PATIENT_SESSION_KEY`. Adds a timeline entry and an audit row (actor: the patient, anonymous).
+    Raises LinkTampered, LinkExpired, LinkUsed (nothing is written then).
+    """
+    visit = _visit_for_token(token, lock=True)
+    now = timezone.now()
+    visit.redeemed_at = now
+    visit.state = VideoVisit.State.ACTIVE
+    visit.save(update_fields=["redeemed_at", "state"])
+    case_add_event(case=visit.case, kind=CaseEvent.Kind.VIDEO, summary="Patient opened the video visit link")
+    audit_record(
+        clinic=visit.clinic,
+        actor=None,
+        action="video.link_redeemed",
+        object_type="video_visit",
+        object_id=visit.pk,
+        patient_ref=visit.case.patient_fhir_id,
+        source_ip=source_ip,
+        role="patient",
+    )
+    rooms = [room for room in session_rooms if room != str(visit.room)]
+    return [*rooms[-9:], str(visit.room)]
+
+
+def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, source_ip: str | None) -> None:
+    """Audit a refused attempt to join a room (in the user's clinic if staff, else in the visit's clinic)."""
+    clinic = None
+    if user is not None and user.is_authenticated:
+        try:
+            clinic = staff_for_user(user).clinic
+        except NotStaff:
+            clinic = None
+    if clinic is None and visit is not None:
+        clinic = visit.clinic
+    if clinic is None:
+        logger.info("refused video room join (unknown room)")
+        return
+    audit_record(
+        clinic=clinic,
+        actor=user,
+        action="access.denied",
+        object_type="video_visit",
+        # An id that names no visit of this clinic is not recorded: it is the caller's input, not a record.
+        object_id=visit.pk if visit is not None and visit.clinic_id == clinic.pk else "",
+        source_ip=source_ip,
+    )
+
+
+def visit_participant(
+    *,
+    room: str,
+    user: User | AnonymousUser | None,
+    session_rooms: list[str],
+    source_ip: str | None = None,
+) -> tuple[VideoVisit, str]:
+    """(visit, role) for someone asking to join room `room`: role "nurse" or "patient".
+
+    Nurse: a signed-in staff member of the visit's clinic who started the visit and still holds the case
+    (`access_case`, which audits another clinic's attempt). Patient: a browser session holding the room
+    (it redeemed the link). An ended visit admits nobody. Raises NotAParticipant (audited as
+    `access.denied`, object `video_visit`, in its own transaction when the caller has none: call it
+    outside a transaction that the refusal would roll back).
+    """
+    try:
+        room_id = uuid.UUID(str(room))
+    except ValueError:
+        raise NotAParticipant from None
+    visit = VideoVisit.objects.select_related("case", "clinic").filter(room=room_id).first()
+    if visit is not None and visit.state != VideoVisit.State.ENDED:
+        if user is not None and user.is_authenticated:
+            try:
+                case = access_case(user=user, case_id=visit.case_id)
+            except Case.DoesNotExist:  # another clinic's visit: access_case audited the refusal
+                raise NotAParticipant from None
+            except NotStaff:
+                case = None
+            if case is not None and visit.nurse_id == user.pk and case.reserved_by_id == user.pk:
+                return visit, QualitySample.Role.NURSE
+        if str(room_id) in session_rooms:
+            return visit, QualitySample.Role.PATIENT
+    _deny(visit, user=user, source_ip=source_ip)
+    raise NotAParticipant
+
+
+def _figure(figures: dict[str, Any], key: str, *, upper: float) -> float | None:
+    value = figures.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or value < 0:  # NaN or negative: not a measurement
+        return None
+    return float(min(value, upper))
+
+
+CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+
+
+def quality_record(*, visit_id: int, role: str, figures: dict[str, Any]) -> QualitySample:
+    """Store one quality report of `role`'s page (`QualitySample`, units there); the first report that
+    shows decoded frames marks the call session started.
+
+    `figures`: `{"rtt_ms", "jitter_ms", "packet_loss_pct", "fps", "frames_decoded", "outgoing_kbps",
+    "candidate_type", "audio_only"}`; unknown keys are ignored, non-numeric or negative figures stored as
+    null, values clamped to sane bounds. Raises CallSession.DoesNotExist for a visit without a session.
+    """
+    session = CallSession.objects.get(visit_id=visit_id)
+    candidate = figures.get("candidate_type")
+    frames = _figure(figures, "frames_decoded", upper=2**62)
+    sample = QualitySample.objects.create(
+        session=session,
+        role=role,
+        rtt_ms=_figure(figures, "rtt_ms", upper=60_000),
+        jitter_ms=_figure(figures, "jitter_ms", upper=60_000),
+        packet_loss_pct=_figure(figures, "packet_loss_pct", upper=100),
+        fps=_figure(figures, "fps", upper=240),
+        frames_decoded=int(frames) if frames is not None else None,
+        outgoing_kbps=_figure(figures, "outgoing_kbps", upper=1_000_000),
+        candidate_type=candidate if candidate in CANDIDATE_TYPES else "",
+        audio_only=figures.get("audio_only") is True,
+    )
+    if session.started_at is None and frames:
+        CallSession.objects.filter(pk=session.pk, started_at__isnull=True).update(started_at=sample.at)
+    return sample
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 1) if present else None
+
+
+def quality_summary(*, session: CallSession) -> dict[str, dict[str, Any]]:
+    """Per role: `{"samples", "rtt_ms" (median), "jitter_ms" (median), "packet_loss_pct" (max), "fps"
+    (median), "candidate_types" (sorted), "audio_only" (any sample)}`; roles without samples are absent."""
+    summary: dict[str, dict[str, Any]] = {}
+    for role in (QualitySample.Role.NURSE, QualitySample.Role.PATIENT):
+        samples = list(session.samples.filter(role=role).order_by("at"))
+        if not samples:
+            continue
+        losses = [s.packet_loss_pct for s in samples if s.packet_loss_pct is not None]
+        summary[str(role)] = {
+            "samples": len(samples),
+            "rtt_ms": _median([s.rtt_ms for s in samples]),
+            "jitter_ms": _median([s.jitter_ms for s in samples]),
+            "packet_loss_pct": round(max(losses), 1) if losses else None,
+            "fps": _median([s.fps for s in samples]),
+            "candidate_types": sorted({s.candidate_type for s in samples if s.candidate_type}),
+            "audio_only": any(s.audio_only for s in samples),
+        }
+    return summary
+
+
+def quality_line(summary: dict[str, dict[str, Any]]) -> str:
+    """One timeline sentence from `quality_summary`: "nurse: RTT 12 ms, jitter 3 ms, loss 0 %, 30 fps (relay); ..."."""
+
+    def fmt(value: float | None, unit: str) -> str:
+        return "?" if value is None else f"{value:g}{unit}"
+
+    parts = []
+    for role, figures in summary.items():
+        via = "/".join(figures["candidate_types"]) or "?"
+        parts.append(
+            f"{role}: RTT {fmt(figures['rtt_ms'], ' ms')}, jitter {fmt(figures['jitter_ms'], ' ms')}, "
+            f"loss {fmt(figures['packet_loss_pct'], ' %')}, {fmt(figures['fps'], ' fps')} ({via})"
+            + (", audio only at times" if figures["audio_only"] else "")
+        )
+    return "; ".join(parts) if parts else "no quality reports"
+
+
+def _end(visit: VideoVisit, *, now: Any, actor: User | None, reason: str) -> None:
+    visit.state = VideoVisit.State.ENDED
+    visit.ended_at = now
+    visit.save(update_fields=["state", "ended_at"])
+    session = CallSession.objects.filter(visit=visit).first()
+    summary: dict[str, dict[str, Any]] = {}
+    if session is not None:
+        session.ended_at = now
+        session.save(update_fields=["ended_at"])
+        summary = quality_summary(session=session)
+    case_add_event(
+        case=visit.case,
+        kind=CaseEvent.Kind.VIDEO,
+        summary=f"Video visit ended ({reason}). Quality: {quality_line(summary)}",
+        detail={"visit_id": visit.pk, "quality": summary},
+        actor=actor,
+    )
+    room = str(visit.room)
+
+    def notify() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(room_group(room), {"type": "visit.ended"})
+        except Exception:  # noqa: BLE001 - the pages also learn it on their next reconnect
+            logger.warning("visit end not delivered to room of visit %s", visit.pk, exc_info=True)
+
+    transaction.on_commit(notify)
+
+
+def visit_end(*, user: User, room: str, source_ip: str | None = None) -> VideoVisit:
+    """The nurse ends the visit: state `ended`, call session closed, quality summary on the case timeline,
+    both pages told (`visit.ended` to the room after commit).
+
+    Raises NotAParticipant (audited) when the user is not the visit's nurse or the visit has already ended.
+    """
+    visit, role = visit_participant(room=room, user=user, session_rooms=[], source_ip=source_ip)
+    if role != QualitySample.Role.NURSE:
+        raise NotAParticipant
+    with transaction.atomic():
+        visit = VideoVisit.objects.select_for_update(of=("self",)).select_related("case", "clinic").get(pk=visit.pk)
+        if visit.state != VideoVisit.State.ENDED:
+            _end(visit, now=timezone.now(), actor=user, reason="ended by the nurse")
+    return visit
+
+
+def visits_end_for_case(*, case: Case, actor: User | None) -> int:
+    """End the case's visits that have not ended (the case is closing); returns how many. Caller's transaction."""
+    ended = 0
+    now = timezone.now()
+    for visit in (
+        VideoVisit.objects.select_for_update(of=("self",))
+        .select_related("case", "clinic")
+        .filter(case=case)
+        .exclude(state=VideoVisit.State.ENDED)
+    ):
+        _end(visit, now=now, actor=actor, reason="case closed")
+        ended += 1
+    return ended
+
+
+def visits_for_case(*, case: Case) -> list[tuple[VideoVisit, dict[str, dict[str, Any]]]]:
+    """The case's visits, newest first, each with its quality summary (for the case page)."""
+    result = []
+    for visit in VideoVisit.objects.filter(case=case).select_related("call_session").order_by("-created_at"):
+        session = getattr(visit, "call_session", None)
+        result.append((visit, quality_summary(session=session) if session is not None else {}))
+    return result
