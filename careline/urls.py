@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("ivr/", include("ivr.urls")),
+    path("console/admin/", include("ops.urls")),  # capacity planner (clinic admins)
     path("console/", include("contactcenter.urls")),
     path("api/v1/", include("contactcenter.api_urls")),
     # SMART on FHIR: the keys to register at the EHR, and the EHR launch of the console.

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from careline import metrics
 from clinics import events
 from triage.models import Case, CaseEvent, CaseState
 from triage.protocols import Question, get_protocol
@@ -106,6 +107,8 @@ def case_retriage_red_flag(
     events.publish(
         case.clinic_id, "case.escalated", {"case_id": case.pk, "acuity": 1, "reason": "red_flag_while_waiting"}
     )
+    slug = case.clinic.slug
+    transaction.on_commit(lambda: metrics.record_escalation(clinic_slug=slug, reason="red_flag_while_waiting"))
     return case
 
 
