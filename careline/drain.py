@@ -152,12 +152,15 @@ class DrainWatcher:
 
     @classmethod
     def ensure_started(cls) -> None:
-        """Start the watcher on the running event loop, once per process (no-op outside an event loop)."""
-        if cls._task is not None and not cls._task.done():
+        """Start the watcher on the running event loop, once per loop (no-op outside an event loop, or when
+        the `DRAIN_WATCHER` setting is off: the test suite starts it itself)."""
+        if not settings.DRAIN_WATCHER:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            return
+        if cls._task is not None and not cls._task.done() and cls._task.get_loop() is loop:
             return
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signal.SIGUSR1, lambda: drain_start(node=node_id()))

@@ -314,6 +314,8 @@ LOGGING = {
 DRAIN_TIMEOUT_SECONDS = env.float("DRAIN_TIMEOUT_SECONDS", default=600.0)
 # ... and checks its drain flag this often (seconds).
 DRAIN_POLL_SECONDS = env.float("DRAIN_POLL_SECONDS", default=1.0)
+# The per-process drain watcher (careline.drain.DrainWatcher); off only in the test suite's in-process apps.
+DRAIN_WATCHER = env.bool("DRAIN_WATCHER", default=True)
 # /readyz: the channel-layer round trip must come back within this (seconds).
 READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
 # /metrics: `Authorization: Bearer <METRICS_TOKEN>` when set; otherwise only these source addresses/networks.
