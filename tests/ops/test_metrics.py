@@ -39,7 +39,9 @@ def test_metrics_refused_from_other_addresses_and_without_the_token(client: Clie
     with override_settings(METRICS_TOKEN="s3cret-token"):
         assert client.get("/metrics").status_code == 403  # a token, once set, is required from anywhere
         assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
-        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token", REMOTE_ADDR="10.1.2.3").status_code == 200
+        assert (
+            client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token", REMOTE_ADDR="10.1.2.3").status_code == 200
+        )
     with override_settings(METRICS_ALLOWED_IPS=["10.1.0.0/16"]):
         assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
 
@@ -51,7 +53,12 @@ def test_waiting_longest_wait_and_outbox_gauges_come_from_the_database(personas,
     case_enqueue(clinic=personas.north, callback_number="+15555550101", acuity=2)
     case_enqueue(clinic=personas.south, callback_number="+15555550102", acuity=4)
     wb = WriteBack.objects.create(
-        clinic=personas.north, source_id=old.pk, target="hl7v2", idempotency_key="k1", payload={}, state="retrying",
+        clinic=personas.north,
+        source_id=old.pk,
+        target="hl7v2",
+        idempotency_key="k1",
+        payload={},
+        state="retrying",
         message_type="ORU^R01",
     )
     WriteBack.objects.filter(pk=wb.pk).update(created_at=now - timedelta(seconds=300))
@@ -62,7 +69,9 @@ def test_waiting_longest_wait_and_outbox_gauges_come_from_the_database(personas,
     assert value(samples, "careline_cases_waiting", clinic="north", acuity="1") == 0
     assert 595 <= value(samples, "careline_case_longest_wait_seconds", clinic="north", acuity="2") <= 700
     assert value(samples, "careline_writeback_outbox_depth", clinic="north", target="hl7v2", state="retrying") == 1
-    age = value(samples, "careline_writeback_outbox_oldest_age_seconds", clinic="north", target="hl7v2", state="retrying")
+    age = value(
+        samples, "careline_writeback_outbox_oldest_age_seconds", clinic="north", target="hl7v2", state="retrying"
+    )
     assert 295 <= age <= 400
     assert value(samples, "careline_hl7_queue_depth", clinic="north", destination="ORU^R01") == 1
     # Labels are clinic slugs and codes, never people.

@@ -96,7 +96,9 @@ def _old_writeback(clinic, seconds: int) -> WriteBack:
 
 
 def test_writeback_age_breach_alerts_once_per_episode_and_clears(personas, receiver, caplog):
-    objective = SloObjective.objects.create(clinic=personas.north, kind="writeback_age", threshold=300, window_minutes=15)
+    objective = SloObjective.objects.create(
+        clinic=personas.north, kind="writeback_age", threshold=300, window_minutes=15
+    )
     feed = SupervisorFeed(personas.north.pk)
     wb = _old_writeback(personas.north, 900)
 
