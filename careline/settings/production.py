@@ -1,5 +1,7 @@
 """Production settings: everything from the environment, demo features off, `check --deploy` clean."""
 
+import copy
+
 from django.core.exceptions import ImproperlyConfigured
 
 from careline.settings.base import *  # noqa: F401,F403
@@ -22,6 +24,7 @@ SESSION_COOKIE_HTTPONLY = True
 
 # Logs are JSON lines in production (one object per record, request_id and node on each) unless LOG_FORMAT=plain.
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = copy.deepcopy(LOGGING)  # base's dict stays as it is
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]
 
 # Field encryption at rest: keys from the environment or a file, no default (the demo key is never used here).
