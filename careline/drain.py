@@ -5,12 +5,13 @@ the daphne process). The node then:
 
 1. answers `/readyz` with 503 (the proxy stops sending it new connections; `careline.health`);
 2. refuses new WebSocket sessions: a `DrainAware` consumer accepts the handshake and closes at once with code
-   1013 ("try again later", RFC 6455 §7.4.1), so the console reconnects, through the proxy, elsewhere;
+   4013 ("try again later"), so the console reconnects, through the proxy, elsewhere;
    `refuse_if_draining()` lets HTTP views (e.g. "start a video room") answer 503 the same way;
 3. tells open console sessions `{"event": "reconnect", "payload": {"reason": "draining"}}` and closes them
-   with code 1012 ("service restart"); sessions whose `drain_policy` is `"finish"` (video calls) stay open;
+   with code 4012 ("service restart"); sessions whose `drain_policy` is `"finish"` (video calls) stay open;
 4. exits 0 once no `"finish"` session is left, or `DRAIN_TIMEOUT_SECONDS` after the drain began, whichever
-   comes first (those still open are then told to reconnect and closed).
+   comes first (those still open are then told to reconnect and closed; the process stops
+   `DRAIN_EXIT_GRACE_SECONDS` later, so the close frames reach the clients).
 
 The flag lives in the Django cache (Redis in production: every process sees it) under
 `careline:drain:<node id>`, holding the drain deadline (unix seconds). A node's id is `CARELINE_NODE_ID`,
@@ -41,9 +42,10 @@ from django.http import JsonResponse
 
 logger = logging.getLogger(__name__)
 
-# RFC 6455 §7.4.1 / IANA registry: 1012 "service restart", 1013 "try again later".
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_TRY_AGAIN_LATER = 1013
+# The IANA codes are 1012 "service restart" and 1013 "try again later", but daphne (autobahn) lets an application
+# send only 1000 or 3000-4999: so the private-use mirrors 4012 and 4013 (as the console's 4403 mirrors HTTP 403).
+CLOSE_SERVICE_RESTART = 4012
+CLOSE_TRY_AGAIN_LATER = 4013
 RECONNECT_EVENT = "reconnect"
 _KEY = "careline:drain:{node}"
 _SESSIONS_KEY = "careline:drain:{node}:sessions"
@@ -113,7 +115,7 @@ class DrainAware:
 
         DrainWatcher.ensure_started()
         if await sync_to_async(is_draining)():
-            # Accept, then close: a close before accepting is an HTTP 403 to the browser, not code 1013.
+            # Accept, then close: a close before accepting is an HTTP 403 to the browser, not code 4013.
             await self.accept()  # type: ignore[attr-defined]
             await self.close(code=CLOSE_TRY_AGAIN_LATER)  # type: ignore[attr-defined]
             return
@@ -125,7 +127,7 @@ class DrainAware:
         await super().websocket_disconnect(message)  # type: ignore[misc]
 
     async def drain_notice(self) -> None:
-        """Tell the client to reconnect elsewhere, then close with 1012."""
+        """Tell the client to reconnect elsewhere, then close with 4012."""
         DrainAware._registry.discard(self)
         with contextlib.suppress(Exception):  # the client may already be gone
             await self.send_json({"event": RECONNECT_EVENT, "payload": {"reason": "draining"}})  # type: ignore[attr-defined]
@@ -187,6 +189,8 @@ class DrainWatcher:
                     if DrainAware.sessions()["finish"] == 0 or time.time() >= deadline:
                         for consumer in list(DrainAware._registry):
                             await consumer.drain_notice()
+                        # Let the server flush the close frames before the process stops.
+                        await asyncio.sleep(settings.DRAIN_EXIT_GRACE_SECONDS)
                         await sync_to_async(cache.set)(_SESSIONS_KEY.format(node=node), DrainAware.sessions(), 3600)
                         logger.warning("node %s drained, exiting", node)
                         cls.exit()

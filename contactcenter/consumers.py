@@ -11,8 +11,8 @@ from the server: the feed says *that* something changed, never *what the page sh
 Supervisors and clinic admins also join `clinics.events.supervisor_group_name(clinic_id)`, which carries the
 supervisor-only alerts (`case.escalated`, `surge.started`); nurses' sockets never receive them.
 
-Draining (`careline.drain.DrainAware`): a node being drained refuses new sockets (close 1013) and tells open
-ones `{"event": "reconnect", "payload": {"reason": "draining"}}` before closing them (1012); the console JS
+Draining (`careline.drain.DrainAware`): a node being drained refuses new sockets (close 4013) and tells open
+ones `{"event": "reconnect", "payload": {"reason": "draining"}}` before closing them (4012); the console JS
 reconnects through the proxy to another node.
 
 Presence (`contactcenter.presence`): connect counts one more console channel for the user, disconnect one
@@ -71,8 +71,8 @@ def _presence(action: str, user: User) -> None:
 class ConsoleConsumer(DrainAware, AsyncJsonWebsocketConsumer):
     """Forwards a clinic's console events to one nurse's (or supervisor's) browser.
 
-    Drain-aware (`careline.drain`, policy "close"): refused with close code 1013 while its node drains; when
-    the drain starts, open consoles get `{"event": "reconnect"}` and a 1012 close, and reconnect elsewhere."""
+    Drain-aware (`careline.drain`, policy "close"): refused with close code 4013 while its node drains; when
+    the drain starts, open consoles get `{"event": "reconnect"}` and a 4012 close, and reconnect elsewhere."""
 
     groups_joined: tuple[str, ...] = ()
 

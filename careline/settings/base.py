@@ -314,6 +314,8 @@ LOGGING = {
 DRAIN_TIMEOUT_SECONDS = env.float("DRAIN_TIMEOUT_SECONDS", default=600.0)
 # ... and checks its drain flag this often (seconds).
 DRAIN_POLL_SECONDS = env.float("DRAIN_POLL_SECONDS", default=1.0)
+# ... and stops this long after closing its last sockets, so their close frames are sent (seconds).
+DRAIN_EXIT_GRACE_SECONDS = env.float("DRAIN_EXIT_GRACE_SECONDS", default=1.0)
 # The per-process drain watcher (careline.drain.DrainWatcher); off only in the test suite's in-process apps.
 DRAIN_WATCHER = env.bool("DRAIN_WATCHER", default=True)
 # /readyz: the channel-layer round trip must come back within this (seconds).

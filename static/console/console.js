@@ -7,9 +7,10 @@
 // freshness for at most one reconnect.
 
 const BACKOFF_START_MS = 500;
-// Close codes a draining server sends (RFC 6455 §7.4.1): 1012 "service restart", 1013 "try again later".
-// The proxy routes the next attempt to another node, so these retry soon (jittered to spread the herd).
-const SERVER_RESTART_CODES = new Set([1012, 1013]);
+// Close codes a draining server sends (careline/drain.py): 4012 "service restart", 4013 "try again later"
+// (private-use mirrors of RFC 6455's 1012/1013, which daphne cannot send; those are accepted too). The proxy
+// routes the next attempt to another node, so these retry soon (jittered to spread the herd).
+const SERVER_RESTART_CODES = new Set([1012, 1013, 4012, 4013]);
 const REDIRECT_DELAY_MS = 250;
 const BACKOFF_MAX_MS = 15000;
 const HEARTBEAT_MS = 20000;

@@ -1,4 +1,4 @@
-"""Drain sequence in one process (careline.drain): refused connects (1013), the reconnect notice and 1012 close
+"""Drain sequence in one process (careline.drain): refused connects (4013), the reconnect notice and 4012 close
 for console sockets, calls (policy "finish") kept until they end or the deadline, then the exit; and the
 `manage.py drain` command. The whole sequence against a real daphne process is in test_topology.py."""
 
@@ -44,12 +44,12 @@ async def _wait_for(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_draining_node_refuses_new_console_sockets_with_1013(personas, node):
+async def test_a_draining_node_refuses_new_console_sockets_with_4013(personas, node):
     await asyncio.to_thread(drain.drain_start, node=node, timeout_seconds=30)
     communicator = await connect_as(personas.alice)
     connected, _ = await communicator.connect()
-    assert connected  # accepted, then closed at once: the browser sees code 1013, not a failed handshake
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    assert connected  # accepted, then closed at once: the browser sees code 4013, not a failed handshake
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4013}
     await communicator.wait()
 
 
@@ -68,7 +68,7 @@ async def test_drain_tells_consoles_to_reconnect_waits_for_calls_then_exits(pers
                 "event": "reconnect",
                 "payload": {"reason": "draining"},
             }
-            assert await console.receive_output(timeout=5) == {"type": "websocket.close", "code": 1012}
+            assert await console.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
             await asyncio.sleep(0.5)
             assert exits == []  # the call is still open: the node waits
             assert await call.receive_nothing(timeout=0.2)
@@ -93,7 +93,7 @@ async def test_drain_deadline_ends_calls_that_do_not_finish(personas, node, exit
             await asyncio.to_thread(drain.drain_start, node=node, timeout_seconds=1)
             await _wait_for(lambda: exits == [1])
             assert await call.receive_json_from(timeout=5) == {"event": "reconnect", "payload": {"reason": "draining"}}
-            assert await call.receive_output(timeout=5) == {"type": "websocket.close", "code": 1012}
+            assert await call.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
         finally:
             task = drain.DrainWatcher._task
             if task is not None:
