@@ -18,12 +18,11 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from careline.drain import DrainWatcherMiddleware  # noqa: E402
 from contactcenter.routing import websocket_urlpatterns  # noqa: E402
 
-# DrainWatcherMiddleware starts this process's drain watcher (careline.drain) with the first request served.
-application = DrainWatcherMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
-    )
+# DrainWatcherMiddleware starts this process's drain watcher (careline.drain) with the first HTTP request served
+# (the proxy's health checks); drain-aware consumers start it on their first connect too.
+application = ProtocolTypeRouter(
+    {
+        "http": DrainWatcherMiddleware(django_asgi_app),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
 )

@@ -119,5 +119,5 @@ def test_drain_command_sets_and_cancels_the_flag(node):
     assert not drain.is_draining(node)
 
 
-def test_asgi_application_is_wrapped_by_the_watcher_starter():
-    assert isinstance(application, drain.DrainWatcherMiddleware)
+def test_asgi_http_is_wrapped_by_the_watcher_starter():
+    assert isinstance(application.application_mapping["http"], drain.DrainWatcherMiddleware)
