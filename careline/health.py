@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
@@ -32,15 +32,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from careline import drain
 
 CheckResult = dict[str, Any]
-
-
-def _timed(check: Callable[[], None]) -> CheckResult:
-    started = time.perf_counter()
-    try:
-        check()
-    except Exception as exc:  # noqa: BLE001 - any failure makes the node unready; the class name says which
-        return {"ok": False, "ms": round((time.perf_counter() - started) * 1000, 1), "error": type(exc).__name__}
-    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 def check_database() -> None:
@@ -67,12 +58,32 @@ def check_channel_layer() -> None:
     async_to_sync(_layer_round_trip)(settings.READYZ_TIMEOUT_SECONDS)
 
 
-def readiness() -> tuple[bool, CheckResult]:
-    """(ready, checks) as `/readyz` reports them (module docstring)."""
+def _check_database_off_thread() -> None:
+    """`check_database` in a worker thread that closes its connection afterwards (the probe keeps none open)."""
+    try:
+        check_database()
+    finally:
+        connection.close()
+
+
+async def _atimed(check: Callable[[], Awaitable[None]]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        await check()
+    except Exception as exc:  # noqa: BLE001 - any failure makes the node unready; the class name says which
+        return {"ok": False, "ms": round((time.perf_counter() - started) * 1000, 1), "error": type(exc).__name__}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+async def readiness() -> tuple[bool, CheckResult]:
+    """(ready, checks) as `/readyz` reports them (module docstring). Async, and the database check runs on a
+    worker thread of its own (`thread_sensitive=False`): a probe every few seconds never queues behind, or
+    holds up, the one thread that serves sync views and the WebSocket handshakes' database lookups."""
+    timeout = settings.READYZ_TIMEOUT_SECONDS
     checks = {
-        "database": _timed(check_database),
-        "channel_layer": _timed(check_channel_layer),
-        "draining": {"ok": not drain.is_draining()},
+        "database": await _atimed(sync_to_async(_check_database_off_thread, thread_sensitive=False)),
+        "channel_layer": await _atimed(lambda: _layer_round_trip(timeout)),
+        "draining": {"ok": not await sync_to_async(drain.is_draining, thread_sensitive=False)()},
     }
     return all(c["ok"] for c in checks.values()), checks
 
@@ -82,9 +93,9 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok", "node": drain.node_id()})
 
 
-def readyz(request: HttpRequest) -> HttpResponse:
+async def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: 200 or 503 with per-check timings (module docstring)."""
-    ready, checks = readiness()
+    ready, checks = await readiness()
     response = JsonResponse(
         {"status": "ready" if ready else "unready", "node": drain.node_id(), "checks": checks},
         status=200 if ready else 503,
@@ -94,20 +105,35 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
 
 class OpsEndpointsMiddleware:
-    """Serves `/healthz`, `/readyz` and `/metrics` before the rest of the stack (module docstring)."""
+    """Serves `/healthz`, `/readyz` and `/metrics` before the rest of the stack (module docstring).
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Async only: under ASGI the probes never take the sync thread (Django adapts the sync middleware below);
+    under WSGI or the test client Django runs it through `async_to_sync`."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> None:
         self.get_response = get_response
+        markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
         if request.method in ("GET", "HEAD"):
             if path == "/healthz":
                 return healthz(request)
             if path == "/readyz":
-                return readyz(request)
+                return await readyz(request)
             if path == "/metrics":
                 from careline.metrics import metrics_response
 
-                return metrics_response(request)
-        return self.get_response(request)
+                # The domain collector queries the database: on a worker thread that closes its connection.
+                return await sync_to_async(_metrics_off_thread, thread_sensitive=False)(metrics_response, request)
+        return await self.get_response(request)
+
+
+def _metrics_off_thread(view: Callable[[HttpRequest], HttpResponse], request: HttpRequest) -> HttpResponse:
+    try:
+        return view(request)
+    finally:
+        connection.close()

@@ -43,6 +43,7 @@ defaults
     timeout server 60s
     timeout tunnel 1h
     timeout http-request 10s
+    timeout check 5s
 
 frontend careline
     bind 127.0.0.1:{bind_port}

@@ -104,7 +104,7 @@ def nodes(personas: Any) -> Iterator[dict[str, Any]]:
             topology.haproxy_config(
                 bind_port=ports["proxy"],
                 nodes=[topology.Node("a", ports["a"]), topology.Node("b", ports["b"])],
-                check_interval_ms=300,
+                check_interval_ms=500,
             )
         )
         processes["proxy"] = subprocess.Popen(
@@ -191,3 +191,52 @@ def test_console_on_node_a_sees_a_case_enqueued_through_node_b_and_drain_moves_i
         assert httpx.get(f"http://127.0.0.1:{ports['b']}/readyz").json()["node"] == ids["b"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_browser_console_follows_a_drain_to_the_other_node(personas, nodes, monkeypatch):
+    """Chromium's console, through the proxy, is on one node; draining that node makes the page reconnect
+    (console.js: the `reconnect` event, then close codes 4012/4013 retried soon) to the other node, where it is
+    live again and shows the next case."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
+    ports, ids = nodes["ports"], nodes["ids"]
+    base = f"http://127.0.0.1:{ports['proxy']}"
+    name, value = session_cookie(personas.alice).split("=", 1)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(base_url=base)
+            context.add_cookies([{"name": name, "value": value, "url": base}])
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            page.goto("/console/")
+            expect(page.locator("#ws-status")).to_have_attribute("data-state", "live", timeout=20_000)
+
+            # Which node holds the page's socket: each node's watcher publishes its open sessions.
+            def holder() -> str | None:
+                for node_name in ("a", "b"):
+                    sessions = drain.open_sessions(ids[node_name])
+                    if sessions and sessions["close"] == 1:
+                        return node_name
+                return None
+
+            wait_until(lambda: holder() is not None, 15, "the console's node")
+            held = holder()
+            other = "b" if held == "a" else "a"
+            call_command("drain", "--node", ids[held], "--timeout", "30")
+            wait_until(lambda: nodes["processes"][held].poll() is not None, 20, f"node {held} to exit")
+            assert nodes["processes"][held].returncode == 0
+
+            expect(page.locator("#ws-status")).to_have_attribute("data-state", "live", timeout=20_000)
+            wait_until(
+                lambda: (drain.open_sessions(ids[other]) or {}).get("close") == 1, 15, "the socket on the other node"
+            )
+            call_to_nurse(base)
+            case = Case.objects.get()
+            expect(page.locator(f'#queue-table tr[data-case-id="{case.pk}"]')).to_be_visible(timeout=20_000)
+        finally:
+            browser.close()
