@@ -68,7 +68,9 @@ class HttpPhoneClient:
         self.base = base
 
     def post(self, path: str, params: dict[str, str], HTTP_X_TWILIO_SIGNATURE: str = "") -> Any:  # noqa: N803
-        return httpx.post(self.base + path, data=params, headers={"X-Twilio-Signature": HTTP_X_TWILIO_SIGNATURE})
+        return httpx.post(
+            self.base + path, data=params, headers={"X-Twilio-Signature": HTTP_X_TWILIO_SIGNATURE}, timeout=30
+        )
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def test_console_on_node_a_sees_a_case_enqueued_through_node_b_and_drain_moves_i
     signature = sign("/ivr/voice/", params)
     for port in (ports["a"], ports["b"], ports["proxy"]):
         response = httpx.post(
-            f"http://127.0.0.1:{port}/ivr/voice/", data=params, headers={"X-Twilio-Signature": signature}
+            f"http://127.0.0.1:{port}/ivr/voice/", data=params, headers={"X-Twilio-Signature": signature}, timeout=30
         )
         assert response.status_code == 200, response.text
     cookie = session_cookie(personas.alice)
@@ -188,7 +190,7 @@ def test_console_on_node_a_sees_a_case_enqueued_through_node_b_and_drain_moves_i
             await asyncio.to_thread(call_to_nurse, f"http://127.0.0.1:{ports['proxy']}")
             event = await next_event(ws)
             assert event["event"] == "case.queued"
-        assert httpx.get(f"http://127.0.0.1:{ports['b']}/readyz").json()["node"] == ids["b"]
+        assert httpx.get(f"http://127.0.0.1:{ports['b']}/readyz", timeout=30).json()["node"] == ids["b"]
 
     asyncio.run(scenario())
 
