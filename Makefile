@@ -6,7 +6,7 @@ PORT ?= 8000
 FHIR_PORT ?= 8091
 MLLP_PORT ?= 2575
 
-.PHONY: run test test-embedded lint typecheck audit services bench clean
+.PHONY: up-scaled run test test-embedded lint typecheck audit services bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(VENV)/.installed
 	$(PY) manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
 	CARELINE_PORT=$(PORT) CARELINE_FHIR_PORT=$(FHIR_PORT) CARELINE_MLLP_PORT=$(MLLP_PORT) FHIR_BASE_URL=http://127.0.0.1:$(FHIR_PORT)/fhir \
 		$(VENV)/bin/honcho --procfile Procfile start
+
+## up-scaled: the production-like topology on PostgreSQL + Redis: HAProxy on 127.0.0.1:$(PORT) in front of
+## $(WEB_NODES) daphne nodes, 2 Celery workers, beat, the MLLP listener, the demo EHR (README "Operating CareLine").
+WEB_NODES ?= 2
+up-scaled: $(VENV)/.installed
+	VENV=$(VENV) PORT=$(PORT) WEB_NODES=$(WEB_NODES) FHIR_PORT=$(FHIR_PORT) MLLP_PORT=$(MLLP_PORT) scripts/up-scaled.sh
 
 ## test: the whole suite against PostgreSQL and Redis on localhost (started if down), Chromium for e2e.
 test: $(VENV)/.installed

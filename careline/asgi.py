@@ -15,11 +15,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (after Django is se
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from careline.drain import DrainWatcherMiddleware  # noqa: E402
 from contactcenter.routing import websocket_urlpatterns  # noqa: E402
 
+# DrainWatcherMiddleware starts this process's drain watcher (careline.drain) with the first HTTP request served
+# (the proxy's health checks); drain-aware consumers start it on their first connect too.
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": DrainWatcherMiddleware(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

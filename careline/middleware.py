@@ -54,6 +54,17 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
+class NodeIdLogFilter(logging.Filter):
+    """Adds `node` (`careline.drain.node_id()`: CARELINE_NODE_ID or hostname:pid) to every record it sees, so
+    the lines of N web processes behind one proxy can be told apart."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from careline.drain import node_id
+
+        record.node = node_id()
+        return True
+
+
 _URL_QUERY = re.compile(r"(\S*?)\?\S*")
 
 

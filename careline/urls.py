@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("ivr/", include("ivr.urls")),
+    path("console/admin/", include("ops.urls")),  # capacity planner (clinic admins)
     path("console/", include("contactcenter.urls")),
     path("api/v1/", include("contactcenter.api_urls")),
     # Pre-call test: the server-side WebRTC echo (staff sessions and patients' visit tokens).

@@ -38,6 +38,9 @@ admins' consoles join (nurses never receive them):
 |                 | `"message_type", "reason"}`                     | (HL7 AR, or AE `HL7_AE_MAX_ATTEMPTS` times); |
 |                 |                                                 | it holds back the patient's later messages   |
 |                 |                                                 | until an analyst retries or skips it         |
+| `slo.breached`  | `{"slo_id", "kind", "threshold", "value",`      | a clinic SLO was found missed (ops.services);|
+|                 | `"breach_id"}`                                  | once per breach episode                      |
+| `slo.cleared`   | same                                            | the breached SLO was found met again         |
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ EVENT_TYPES = frozenset(
 )
 
 # Sent to `supervisor_group_name(clinic_id)` instead of the clinic's console group.
-SUPERVISOR_EVENT_TYPES = frozenset({"case.escalated", "surge.started", "presence.changed", "writeback.dead"})
+SUPERVISOR_EVENT_TYPES = frozenset(
+    {"case.escalated", "surge.started", "presence.changed", "writeback.dead", "slo.breached", "slo.cleared"}
+)
 
 # The Channels message type the consumer handles (`console_event` method).
 CONSUMER_MESSAGE_TYPE = "console.event"

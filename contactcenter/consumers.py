@@ -11,6 +11,10 @@ from the server: the feed says *that* something changed, never *what the page sh
 Supervisors and clinic admins also join `clinics.events.supervisor_group_name(clinic_id)`, which carries the
 supervisor-only alerts (`case.escalated`, `surge.started`); nurses' sockets never receive them.
 
+Draining (`careline.drain.DrainAware`): a node being drained refuses new sockets (close 4013) and tells open
+ones `{"event": "reconnect", "payload": {"reason": "draining"}}` before closing them (4012); the console JS
+reconnects through the proxy to another node.
+
 Presence (`contactcenter.presence`): connect counts one more console channel for the user, disconnect one
 less (the last one closing means offline). The only message a client may send is `{"type": "ping"}` (the
 console sends one every 20 s), which is the presence heartbeat and is answered with
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from careline.drain import DrainAware
 from clinics import db_scope, events
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
@@ -64,8 +69,11 @@ def _presence(action: str, user: User, clinic_id: int) -> None:
         }[action](user=user)
 
 
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):
-    """Forwards a clinic's console events to one nurse's (or supervisor's) browser."""
+class ConsoleConsumer(DrainAware, AsyncJsonWebsocketConsumer):
+    """Forwards a clinic's console events to one nurse's (or supervisor's) browser.
+
+    Drain-aware (`careline.drain`, policy "close"): refused with close code 4013 while its node drains; when
+    the drain starts, open consoles get `{"event": "reconnect"}` and a 4012 close, and reconnect elsewhere."""
 
     groups_joined: tuple[str, ...] = ()
     clinic_id: int = 0

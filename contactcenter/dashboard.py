@@ -13,6 +13,8 @@ Definitions (issue 3):
   the clinic's `callback_target_seconds` ago.
 - queue discipline: `triage.selectors.queue_discipline` with the nurses present at a console (available,
   busy, wrap-up) as the nurses on duty: accumulating priority, or strict priority under overload, and why.
+- SLO breaches (`ops`): the clinic's service level objectives currently breached (open episodes, with the
+  value found and the threshold), re-fetched on every `slo.breached` / `slo.cleared` event.
 - staffing what-if (on demand, `staffing_what_if`): the nurses needed to meet every KPI at the current or a
   typed arrival rate, simulated with the clinic's own ordering (`triage.simulation.nurses_needed`).
 """
@@ -30,6 +32,8 @@ from django.utils import timezone
 from clinics.models import Clinic, StaffMember
 from contactcenter.models import AgentPresence
 from contactcenter.selectors import acuity_label
+from ops.models import SloBreach
+from ops.selectors import slo_breaches_open
 from triage.models import OPEN_STATES, Case, CaseState
 from triage.selectors import QueueDiscipline, clinic_rates, queue_discipline
 from triage.simulation import nurses_needed
@@ -80,6 +84,7 @@ class Dashboard:
     presence: dict[str, list[str]] = field(default_factory=dict)
     callbacks_overdue: tuple[Case, ...] = ()
     discipline: QueueDiscipline | None = None
+    slo_breaches: tuple[SloBreach, ...] = ()
 
     @property
     def waiting_total(self) -> int:
@@ -163,6 +168,7 @@ def dashboard_for_clinic(*, clinic: Clinic, now: datetime | None = None) -> Dash
         presence=presence,
         callbacks_overdue=callbacks_overdue,
         discipline=queue_discipline(clinic=clinic, now=now, nurses_on_duty=on_duty or None),
+        slo_breaches=tuple(slo_breaches_open(clinic=clinic)),
     )
 
 

@@ -25,6 +25,8 @@ def _twiml(document: str) -> HttpResponse:
 
 def _clinic(request: HttpRequest, call: TwilioCall) -> Clinic | None:
     clinic = clinic_for_number(call.to_number)
+    if clinic is not None:
+        request.careline_clinic_id = clinic.pk  # type: ignore[attr-defined]  # the IVR latency SLO's clinic
     if clinic is None:
         logger.warning(
             "twilio webhook %s refused: 'To' is no clinic's number (CallSid %s)", request.path, call.call_sid

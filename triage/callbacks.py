@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
+from careline import metrics
 from clinics import events
 from clinics.models import Clinic
 from triage.exceptions import InvalidTransition, NotYourCase
@@ -111,6 +112,8 @@ def callback_attempt_record(
             events.publish(
                 clinic.pk, "case.escalated", {"case_id": case.pk, "acuity": case.acuity, "reason": "callback_unreached"}
             )
+            slug = clinic.slug
+            transaction.on_commit(lambda: metrics.record_escalation(clinic_slug=slug, reason="callback_unreached"))
     events.publish(clinic.pk, "callback.attempted", {"case_id": case.pk, "number": number, "result": result})
     return CallbackOutcome(
         case=case,

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
+from careline import metrics
 from clinics import events
 from clinics.models import Clinic, StaffMember
 from triage.models import Case, CaseEvent, CaseState, SurgeEpisode
@@ -67,6 +69,7 @@ def cases_escalate_overdue(*, clinic: Clinic, now: datetime | None = None) -> li
                 events.publish(
                     clinic.pk, "case.escalated", {"case_id": case.pk, "acuity": level, "reason": "past_target"}
                 )
+                transaction.on_commit(partial(metrics.record_escalation, clinic_slug=clinic.slug, reason="past_target"))
                 escalated.append(case)
     return escalated
 

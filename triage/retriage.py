@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from careline import metrics
 from clinics import events
 from clinics.models import Clinic
 from triage.models import Case, CaseEvent, CaseState
@@ -108,6 +109,8 @@ def case_retriage_red_flag(
     events.publish(
         case.clinic_id, "case.escalated", {"case_id": case.pk, "acuity": 1, "reason": "red_flag_while_waiting"}
     )
+    slug = case.clinic.slug
+    transaction.on_commit(lambda: metrics.record_escalation(clinic_slug=slug, reason="red_flag_while_waiting"))
     return case
 
 

@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from careline import metrics
 from clinics import events
 from clinics.models import Clinic, StaffMember
 from clinics.selectors import NotStaff, staff_for_user
@@ -332,6 +333,7 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
             boosted=boosted,
         )
     if chosen is None:
+        metrics.record_claim(clinic_slug=clinic.slug, claimed=False)
         return None
     chosen.state = CaseState.RESERVED
     chosen.reserved_by = nurse
@@ -355,6 +357,11 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
         + (f" in {chosen.queue.name}" if chosen.queue_id and chosen.queue else ""),
     )
     events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
+    wait = (now - chosen.arrived_at).total_seconds() if chosen.arrived_at else None
+    acuity = chosen.acuity
+    transaction.on_commit(
+        lambda: metrics.record_claim(clinic_slug=clinic.slug, claimed=True, wait_seconds=wait, acuity=acuity)
+    )
     return chosen
 
 

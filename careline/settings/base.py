@@ -54,9 +54,14 @@ INSTALLED_APPS = [
     "ehr",
     "ivr",
     "contactcenter",
+    "ops",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz, /metrics answered before anything else (no session, host check or HTTPS redirect).
+    "careline.health.OpsEndpointsMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "careline.middleware.RequestIdMiddleware",  # first: the request id is on every log record and audit row
     "django.middleware.security.SecurityMiddleware",
     "careline.security_headers.PermissionsPolicyMiddleware",
@@ -70,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "careline.urls"
@@ -165,6 +171,8 @@ CELERY_BEAT_SCHEDULE = {
     "contactcenter-presence-sweep": {"task": "contactcenter.tasks.presence_sweep", "schedule": 30.0},
     # Reconciliation: reservations of offline nurses, "holding" cases whose call ended.
     "contactcenter-reconcile": {"task": "contactcenter.tasks.reconcile", "schedule": 30.0},
+    # SLOs per clinic (ops): breach -> supervisor event, log line, optional webhook; cleared likewise.
+    "ops-slo-evaluate": {"task": "ops.tasks.slo_evaluate", "schedule": 60.0},
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------
@@ -303,15 +311,35 @@ VIDEO_ATTACHMENT_MAX_BYTES = env.int("VIDEO_ATTACHMENT_MAX_BYTES", default=5 * 1
 
 STATIC_ROOT.mkdir(exist_ok=True)
 
+# --- Logs ---------------------------------------------------------------------------------------------------
+# LOG_FORMAT: "plain" (human, the default here) or "json" (one JSON object per line, python-json-logger; the
+# production default). Every record carries request_id ("-" outside a request) and node (CARELINE_NODE_ID or
+# hostname:pid). No PHI: log calls pass ids and codes, never names, numbers or answers (tests/e2e/test_no_phi_in_logs).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "careline.middleware.RequestIdLogFilter"},
+        "node_id": {"()": "careline.middleware.NodeIdLogFilter"},
         "redact_url_query": {"()": "careline.middleware.RedactUrlQueryFilter"},
     },
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(node)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id", "node_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -319,6 +347,27 @@ LOGGING = {
         "urllib3.connectionpool": {"filters": ["redact_url_query"]},
     },
 }
+
+# --- Operations (ops app, careline.drain / health / metrics; README "Operating CareLine") --------------------
+# Drain: a draining node waits at most this long for open calls before it exits 0 (seconds) ...
+DRAIN_TIMEOUT_SECONDS = env.float("DRAIN_TIMEOUT_SECONDS", default=600.0)
+# ... and checks its drain flag this often (seconds).
+DRAIN_POLL_SECONDS = env.float("DRAIN_POLL_SECONDS", default=1.0)
+# ... and stops this long after closing its last sockets, so their close frames are sent (seconds).
+DRAIN_EXIT_GRACE_SECONDS = env.float("DRAIN_EXIT_GRACE_SECONDS", default=1.0)
+# The per-process drain watcher (careline.drain.DrainWatcher); off only in the test suite's in-process apps.
+DRAIN_WATCHER = env.bool("DRAIN_WATCHER", default=True)
+# /readyz: the channel-layer round trip must come back within this (seconds).
+READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
+# /metrics: `Authorization: Bearer <METRICS_TOKEN>` when set; otherwise only these source addresses/networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# SLO alerts are also POSTed (JSON) here when set; retried with backoff by Celery.
+SLO_ALERT_WEBHOOK_URL = env.str("SLO_ALERT_WEBHOOK_URL", default="")
+SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Capacity planner: measured per-process figures written by the benchmarks (keys in ops/capacity.py).
+CAPACITY_FIGURES_PATH = env.str("CAPACITY_FIGURES_PATH", default=str(BASE_DIR / "bench" / "figures.json"))
 
 SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
 

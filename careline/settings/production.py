@@ -1,9 +1,11 @@
 """Production settings: everything from the environment, demo features off, `check --deploy` clean."""
 
+import copy
+
 from django.core.exceptions import ImproperlyConfigured
 
 from careline.settings.base import *  # noqa: F401,F403
-from careline.settings.base import env
+from careline.settings.base import LOGGING, env
 
 DEBUG = False
 CARELINE_DEMO = False
@@ -19,6 +21,11 @@ SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
+
+# Logs are JSON lines in production (one object per record, request_id and node on each) unless LOG_FORMAT=plain.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = copy.deepcopy(LOGGING)  # base's dict stays as it is
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"  # type: ignore[index]
 
 # Field encryption at rest: keys from the environment or a file, no default (the demo key is never used here).
 FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")

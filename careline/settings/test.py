@@ -7,10 +7,17 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("CARELINE_DEMO", "true")
 
 from careline.settings.base import *  # noqa: E402,F401,F403
-from careline.settings.base import CHANNEL_LAYERS, DATABASES  # noqa: E402
+from careline.settings.base import CACHES, CHANNEL_LAYERS, DATABASES  # noqa: E402
 
-# Each test run gets its own channel-layer prefix so parallel runs on one Redis do not cross.
-CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"careline-test-{os.getpid()}"  # type: ignore[index]
+# Each test run gets its own channel-layer prefix so parallel runs on one Redis do not cross. Server processes a
+# test starts (tests/ops/test_topology.py) are given the test's own prefix in CARELINE_TEST_CHANNEL_PREFIX.
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ.get(  # type: ignore[index]
+    "CARELINE_TEST_CHANNEL_PREFIX", f"careline-test-{os.getpid()}"
+)
+# The same for cache keys (drain flags, SLI counters are keyed by node and clinic id, which repeat across runs).
+CACHES["default"]["KEY_PREFIX"] = os.environ.get("CARELINE_TEST_CACHE_PREFIX", f"careline-test-{os.getpid()}")
+# The drain watcher runs in real server processes only (tests that need it set DRAIN_WATCHER=true for them).
+DRAIN_WATCHER = os.environ.get("DRAIN_WATCHER", "false").lower() == "true"
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CARELINE_TEST_DB", "test_careline")}
 # The whole suite runs as the non-superuser application role, under row-level security (clinics.db_scope).

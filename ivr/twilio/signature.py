@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -20,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
+from careline.metrics import record_ivr_webhook
 from clinics import db_scope
 
 logger = logging.getLogger(__name__)
@@ -103,12 +105,26 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     answers 403, a signed request without CallSid/From/To answers 400; neither reaches the view, so nothing
     is written. The view runs in the database's system scope (`clinics.db_scope`). Log lines carry the path,
     the reason and the CallSid only (no caller number: PHI).
+
+    Every answer is timed (`careline_ivr_webhook_seconds{webhook=<view name>, status}`), and counted towards
+    the clinic's IVR latency SLO when the view resolved the clinic (`request.careline_clinic_id`).
     """
 
     @csrf_exempt
     @require_POST
     @wraps(view)
     def verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        started = time.perf_counter()
+        response = _verified(request, *args, **kwargs)
+        record_ivr_webhook(
+            webhook=view.__name__,
+            status=response.status_code,
+            seconds=time.perf_counter() - started,
+            clinic_id=getattr(request, "careline_clinic_id", None),
+        )
+        return response
+
+    def _verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not signature_is_valid(request):
             reason = "missing" if SIGNATURE_HEADER not in request.headers else "invalid"
             logger.warning(

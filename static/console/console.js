@@ -7,6 +7,11 @@
 // freshness for at most one reconnect.
 
 const BACKOFF_START_MS = 500;
+// Close codes a draining server sends (careline/drain.py): 4012 "service restart", 4013 "try again later"
+// (private-use mirrors of RFC 6455's 1012/1013, which daphne cannot send; those are accepted too). The proxy
+// routes the next attempt to another node, so these retry soon (jittered to spread the herd).
+const SERVER_RESTART_CODES = new Set([1012, 1013, 4012, 4013]);
+const REDIRECT_DELAY_MS = 250;
 const BACKOFF_MAX_MS = 15000;
 const HEARTBEAT_MS = 20000;
 
@@ -18,6 +23,8 @@ const ALERT_EVENTS = {
       : p.reason === "red_flag_while_waiting"
         ? `Case ${p.case_id}: red flag while waiting; transferred to on-call.`
         : `Case ${p.case_id} (acuity ${p.acuity}) is past its target wait; on-call paged.`,
+  "slo.breached": (p) => `SLO breached: ${p.kind} is ${p.value} (objective ${p.threshold}).`,
+  "slo.cleared": (p) => `SLO met again: ${p.kind} is ${p.value} (objective ${p.threshold}).`,
   "surge.started": (p) => `Surge: acuity ${p.acuity} estimated wait ${Math.round(p.estimated_wait_seconds / 60)} min; ${p.paged} off-shift nurse(s) paged.`,
 };
 
@@ -70,11 +77,19 @@ export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
       } catch {
         return;
       }
+      if (data && data.event === "reconnect") {
+        // The node is draining: leave it now; the close handler reconnects (through the proxy, elsewhere).
+        socket.close(4000, "reconnect");
+        return;
+      }
       if (data && typeof data.event === "string" && data.event !== "pong") onEvent?.(data);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (closeEvent) => {
       if (heartbeat) window.clearInterval(heartbeat);
-      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+      const redirected = SERVER_RESTART_CODES.has(closeEvent.code) || closeEvent.code === 4000;
+      // A draining node's redirect starts at REDIRECT_DELAY_MS; repeated refusals still back off (capped).
+      const base = redirected ? REDIRECT_DELAY_MS : BACKOFF_START_MS;
+      const delay = Math.min(BACKOFF_MAX_MS, base * 2 ** attempt) * (0.75 + Math.random() * 0.5);
       attempt += 1;
       setStatus("offline", `Offline — retrying in ${Math.ceil(delay / 1000)} s`);
       window.setTimeout(open, delay);

@@ -7,13 +7,17 @@ through signed Twilio webhooks (identified by phone and birth date on the real F
 page with the chart, the API claim / accept / disposition with a note naming the patient, the FHIR write-back
 to sekmet and the HL7 write-back to an MLLP peer. Every record of every logger is captured at DEBUG (the root
 logger and the loggers that do not propagate, such as django.server), and none of the canaries may appear in
-any formatted message, its args or its traceback. No browser: not marked e2e, so the embedded (SQLite) run
-has it too.
+any formatted message, its args or its traceback, nor in the line the configured formatters write (the human
+`plain` one and the production `json` one, with request_id and node). No browser: not marked e2e, so the
+embedded (SQLite) run has it too.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import logging.config
 import traceback
 from collections.abc import Iterator
 
@@ -48,13 +52,32 @@ CANARIES = (
 )
 
 
+def configured_formatter(name: str) -> logging.Formatter:
+    """The formatter `name` of settings.LOGGING, built as dictConfig builds it."""
+    from django.conf import settings
+
+    configurator = logging.config.DictConfigurator(copy.deepcopy(settings.LOGGING))
+    return configurator.configure_formatter(copy.deepcopy(settings.LOGGING["formatters"][name]))
+
+
 class Collect(logging.Handler):
+    """Keeps every record, and the line each configured formatter (plain, json) writes for it, with the
+    console handler's filters (request_id, node) applied."""
+
     def __init__(self) -> None:
+        from careline.middleware import NodeIdLogFilter, RequestIdLogFilter
+
         super().__init__(level=logging.DEBUG)
         self.records: list[logging.LogRecord] = []
+        self.lines: dict[str, list[str]] = {"plain": [], "json": []}
+        self.formatters = {name: configured_formatter(name) for name in self.lines}
+        self.addFilter(RequestIdLogFilter())
+        self.addFilter(NodeIdLogFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+        for name, formatter in self.formatters.items():
+            self.lines[name].append(formatter.format(record))
 
 
 @pytest.fixture
@@ -144,3 +167,11 @@ def test_a_whole_flow_logs_no_phi(
         if canary.lower() in rendered(record).lower()
     ]
     assert leaks == []
+    # The same records as the configured formatters write them: human lines and JSON lines (LOG_FORMAT=json).
+    for name, lines in every_log_record.lines.items():
+        assert len(lines) == len(records)
+        leaks = [(name, canary, line[:300]) for line in lines for canary in CANARIES if canary.lower() in line.lower()]
+        assert leaks == []
+    objects = [json.loads(line) for line in every_log_record.lines["json"]]
+    assert all({"time", "level", "logger", "message", "request_id", "node"} <= set(obj) for obj in objects)
+    assert any(obj["request_id"] != "-" for obj in objects), "request ids reach the JSON lines"

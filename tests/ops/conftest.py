@@ -1,0 +1,28 @@
+"""Helpers for the ops tests: a clean drain flag for this process's node, an admin persona."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from careline import drain
+
+
+@pytest.fixture
+def node() -> Iterator[str]:
+    """This process's node id, with no drain flag before or after the test."""
+    current = drain.node_id()
+    drain.drain_cancel(node=current)
+    yield current
+    drain.drain_cancel(node=current)
+
+
+@pytest.fixture
+def clinic_admin(personas: Any) -> Any:
+    """`erin`, clinic admin at North (password as the other personas)."""
+    from clinics.services import staff_create
+    from tests.conftest import PASSWORD
+
+    return staff_create(clinic=personas.north, role="admin", username="erin", password=PASSWORD, first_name="Erin").user
