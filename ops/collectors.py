@@ -25,6 +25,8 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from clinics import db_scope
+
 logger = logging.getLogger(__name__)
 
 OUTBOX_STATES = ("pending", "retrying", "held", "failed", "dead")
@@ -39,7 +41,10 @@ class DomainCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         try:
-            families = self._families()
+            # A scrape acts for the service, not a staff member: every clinic's rows (PostgreSQL row-level
+            # security is fail-closed for a connection with no scope, `clinics.db_scope`).
+            with db_scope.system_scope():
+                families = self._families()
         except Exception:  # noqa: BLE001 - never fail the scrape on a database error
             logger.warning("domain metrics unavailable", exc_info=True)
             return

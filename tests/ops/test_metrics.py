@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from careline import metrics
+from clinics import db_scope
 from ehr.models import WriteBack
 from tests.ivr.phone import Phone
 from triage.models import Case
@@ -63,7 +64,10 @@ def test_waiting_longest_wait_and_outbox_gauges_come_from_the_database(personas,
     )
     WriteBack.objects.filter(pk=wb.pk).update(created_at=now - timedelta(seconds=300))
 
-    samples = scrape(client)
+    # A scrape comes from no staff member: like any anonymous request it starts with no row-level-security
+    # scope (fail-closed); the collector reads in system scope itself.
+    with override_settings(DATABASE_INITIAL_SCOPE=db_scope.UNSET), db_scope.scope(db_scope.UNSET):
+        samples = scrape(client)
     assert value(samples, "careline_cases_waiting", clinic="north", acuity="2") == 2
     assert value(samples, "careline_cases_waiting", clinic="south", acuity="4") == 1
     assert value(samples, "careline_cases_waiting", clinic="north", acuity="1") == 0
