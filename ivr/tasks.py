@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from ivr.services import messages, patients, risk
+from ivr.services import messages, outbound_calls, patients, risk
 
 
 @shared_task  # type: ignore[untyped-decorator]
@@ -30,3 +30,16 @@ def resolve_pending_patients() -> dict[str, int]:
 def apply_chart_risk(case_id: int) -> str:
     """After enqueue: raise the case's acuity from chart facts (`ivr.services.risk.chart_risk_apply`)."""
     return risk.chart_risk_apply(case_id=case_id)
+
+
+@shared_task  # type: ignore[untyped-decorator]
+def place_outbound_call(call_id: int) -> str | None:
+    """Place one "Call patient" call (dispatched on commit); returns its state afterwards, None if gone/locked."""
+    call = outbound_calls.outbound_call_place(call_id=call_id)
+    return call.state if call is not None else None
+
+
+@shared_task  # type: ignore[untyped-decorator]
+def outbound_call_sweep() -> int:
+    """Beat: re-try calls still `queued` after 30 s (expiring old ones); returns how many were tried."""
+    return outbound_calls.outbound_calls_sweep()
