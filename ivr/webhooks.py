@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from clinics.models import Clinic
 from clinics.selectors import clinic_for_number
-from ivr.services import calls, messages, outbound_calls, sms as sms_service
+from ivr.services import calls, messages, outbound_calls
+from ivr.services import sms as sms_service
 from ivr.twilio.signature import TwilioCall, TwilioMessage, TwilioMessageStatus, twilio_webhook
 
 logger = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ Every step lands on the case timeline and is announced as `case.updated` (`field
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -222,7 +223,7 @@ def outbound_calls_sweep(*, limit: int = 50) -> int:
     return tried
 
 
-def _locked(call_uuid: object, from_number: str) -> OutboundCall | None:
+def _locked(call_uuid: uuid.UUID, from_number: str) -> OutboundCall | None:
     """The call row, locked, if it exists and the webhook comes from its clinic's number (the caller ID
     Twilio shows on both legs); None otherwise (the webhook answers 400)."""
     call = (
@@ -252,7 +253,7 @@ def _hangup(text: str) -> str:
 
 
 @transaction.atomic
-def call_connect(*, call_uuid: object, call_sid: str, from_number: str) -> str | None:
+def call_connect(*, call_uuid: uuid.UUID, call_sid: str, from_number: str) -> str | None:
     """The nurse answered (`url` of the REST call): TwiML that `<Dial>`s the patient; None if unknown.
 
     The same document answers a retry. A call already over (e.g. expired) answers `<Say>` + `<Hangup>`.
@@ -286,7 +287,7 @@ def call_connect(*, call_uuid: object, call_sid: str, from_number: str) -> str |
 
 
 @transaction.atomic
-def call_patient_status(*, call_uuid: object, from_number: str, child_call_sid: str, status: str) -> bool:
+def call_patient_status(*, call_uuid: uuid.UUID, from_number: str, child_call_sid: str, status: str) -> bool:
     """The patient's leg changed status (`<Number statusCallback>`); `answered` marks the call bridged.
 
     Returns False for an unknown call. Other statuses are left to the `<Dial action>` (`call_dial_result`).
@@ -323,7 +324,7 @@ def _missed_call_sms(call: OutboundCall) -> OutboundMessage | None:
 
 @transaction.atomic
 def call_dial_result(
-    *, call_uuid: object, call_sid: str, from_number: str, dial_status: str, duration_seconds: int | None
+    *, call_uuid: uuid.UUID, call_sid: str, from_number: str, dial_status: str, duration_seconds: int | None
 ) -> str | None:
     """The `<Dial action>`: the patient's leg is over (`DialCallStatus`). Returns TwiML for the nurse's leg,
     None for an unknown call. A missed call (no-answer, busy, failed, canceled) records the SMS with the
@@ -355,7 +356,7 @@ def call_dial_result(
 
 
 @transaction.atomic
-def call_status(*, call_uuid: object, call_sid: str, from_number: str, status: str) -> bool:
+def call_status(*, call_uuid: uuid.UUID, call_sid: str, from_number: str, status: str) -> bool:
     """Status callback of the nurse's leg. Her phone not answering (no-answer, busy, failed, canceled)
     before the patient was dialled ends the call as `nurse_unreached` (the patient is never called, so no
     SMS). Returns False for an unknown call."""
