@@ -19,7 +19,9 @@ def new_message_sid() -> str:
 def text(client: Any, *, from_number: str, body: str, to: str = NORTH_NUMBER, sid: str | None = None) -> Any:
     """Post one signed inbound SMS; returns the response (asserts 200)."""
     sid = sid or new_message_sid()
-    params = twilio_form("sms_inbound", MessageSid=sid, SmsSid=sid, SmsMessageSid=sid, From=from_number, To=to, Body=body)
+    params = twilio_form(
+        "sms_inbound", MessageSid=sid, SmsSid=sid, SmsMessageSid=sid, From=from_number, To=to, Body=body
+    )
     response = signed_post(client, "/ivr/sms/", params)
     assert response.status_code == 200, (response.status_code, response.content)
     return response
