@@ -7,8 +7,9 @@ Rules, in order, for a text from `From` to a clinic's number (the clinic is the 
    index, then reads the first one's reply).
 2. Keywords (`ivr.keywords`): STOP (and equivalents) records an opt-out for this number and clinic, START
    removes it, HELP answers the help text; CALL (after a missed call) asks for a callback.
-3. Otherwise the text attaches to the clinic's most recent open case whose callback number is `From`;
-   when there is none, it starts a message-only case (channel `sms`, acuity `NURSE_ASSESSMENT_ACUITY` = 3,
+3. Otherwise the text attaches to the clinic's most recent open case whose callback number is `From`, or
+   whose confirmed patient the EHR lists on that number (`Patient?phone=`, bounded by
+   `FHIR_IVR_TIMEOUT_SECONDS`, asked only when an identified open case exists); when there is none, it starts a message-only case (channel `sms`, acuity `NURSE_ASSESSMENT_ACUITY` = 3,
    "urgent" until a nurse assesses it, as for an IVR caller who reached a nurse before the protocol
    decided). Never another clinic's case.
 4. Emergency / "worse" words (`ivr.keywords.screen`) raise the case's acuity (1 / 2) and the patient is told
@@ -23,18 +24,21 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from twilio.twiml.messaging_response import MessagingResponse
 
 from clinics import events
 from clinics.models import Clinic
 from ehr.phone import InvalidPhoneNumber, to_e164
+from ehr.services import find_patients_by_phone
+from ehr.types import EhrError
 from ivr import keywords, prompts
 from ivr.models import InboundMessage
 from ivr.services import optout
 from ivr.services.cases import NURSE_ASSESSMENT_ACUITY
 from triage.messages import case_raise_from_message, open_case_for_number
-from triage.models import Case, CaseEvent
+from triage.models import OPEN_STATES, Case, CaseEvent
 from triage.services import case_add_event, case_enqueue, case_set_contact_preference
 
 logger = logging.getLogger(__name__)
@@ -58,13 +62,19 @@ def sms_receive(*, clinic: Clinic, message_sid: str, from_number: str, body: str
     """Handle one inbound SMS to `clinic` (see the module docstring); returns the TwiML to answer.
 
     `from_number` as Twilio sent it (E.164); `body` up to 1,600 characters. Idempotent per `message_sid`.
+    Must be called outside a transaction: the EHR may be asked (bounded, before any row is locked).
     """
+    existing = InboundMessage.objects.filter(message_sid=message_sid).first()
+    if existing is not None:
+        return existing.reply
+    number = _normalise(from_number)
+    patient_ids = _ehr_patients_to_match(clinic=clinic, number=number, body=body)
     try:
         with transaction.atomic():
             inbound = InboundMessage.objects.create(
                 clinic=clinic, message_sid=message_sid, from_number=from_number, body=body[:1600]
             )
-            reply = _handle(inbound=inbound, clinic=clinic, number=_normalise(from_number), body=body)
+            reply = _handle(inbound=inbound, clinic=clinic, number=number, body=body, patient_ids=patient_ids)
             inbound.reply = reply
             inbound.save(update_fields=["case", "keyword", "reply"])
             return reply
@@ -75,6 +85,28 @@ def sms_receive(*, clinic: Clinic, message_sid: str, from_number: str, body: str
             raise
         logger.info("inbound SMS %s: retry, answered with the stored reply", message_sid)
         return existing.reply
+
+
+def _ehr_patients_to_match(*, clinic: Clinic, number: str, body: str) -> frozenset[str]:
+    """FHIR Patient ids the EHR holds for `number`, asked only when it can matter: a free text or CALL, no
+    open case with this callback number, and open cases of identified patients in the clinic (e.g. the
+    patient called from another phone). Waits at most `FHIR_IVR_TIMEOUT_SECONDS`; any EHR trouble or a
+    number that is no phone number gives the empty set (the text then starts a message-only case).
+    Identity is never *assigned* from the number alone (a household may share it): the ids only let the
+    text join a case whose patient was already confirmed.
+    """
+    if keywords.keyword(body) in (keywords.STOP, keywords.START, keywords.HELP):
+        return frozenset()
+    if open_case_for_number(clinic=clinic, number=number) is not None:
+        return frozenset()
+    if not Case.objects.filter(clinic=clinic, state__in=OPEN_STATES).exclude(patient_fhir_id="").exists():
+        return frozenset()
+    try:
+        matches = find_patients_by_phone(number, timeout=settings.FHIR_IVR_TIMEOUT_SECONDS)
+    except (EhrError, InvalidPhoneNumber):
+        logger.info("inbound SMS: EHR lookup unavailable; the text is matched by callback number only")
+        return frozenset()
+    return frozenset(match.fhir_id for match in matches)
 
 
 def _language(case: Case | None, body: str) -> str:
@@ -88,10 +120,10 @@ def _note(case: Case, inbound: InboundMessage, summary: str) -> None:
     events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["messages"]})
 
 
-def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str) -> str:
+def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, patient_ids: frozenset[str]) -> str:
     word = keywords.keyword(body)
     inbound.keyword = word
-    case = open_case_for_number(clinic=clinic, number=number)
+    case = open_case_for_number(clinic=clinic, number=number, patient_fhir_ids=patient_ids)
     language = _language(case, body)
     values = {"clinic": clinic.name, "number": prompts.spoken_number(clinic.twilio_number)}
     if word == keywords.STOP:

@@ -210,3 +210,25 @@ def test_delivery_status_callbacks_update_the_outbox_once(personas, client):
     assert client.post("/ivr/sms/status/", unsigned).status_code == 403
     message.refresh_from_db()
     assert message.delivery_status == "undelivered"
+
+
+@pytest.mark.fhir
+def test_a_text_from_the_patients_ehr_number_joins_the_case_opened_from_another_phone(personas, fhir, client):
+    jerry = fhir.patient("wiegand-jerry")["server_id"]
+    # Jerry called from a work phone; the case's patient was confirmed in the IVR.
+    north = _case(personas.north, number="+15557779999", patient_fhir_id=jerry, patient_display="Jerry")
+    south = _case(personas.south, number="+15557779999", patient_fhir_id=jerry, patient_display="Jerry")
+    text(client, from_number=PATIENT, body="It is Jerry, the rash is spreading")  # his number in the EHR
+    inbound = InboundMessage.objects.get()
+    assert inbound.case == north
+    assert _sms_events(south) == []
+    assert not Case.objects.filter(channel=Case.Channel.SMS).exists()
+
+
+@pytest.mark.fhir
+def test_when_the_ehr_is_down_the_text_starts_a_message_only_case(personas, fhir, client):
+    jerry = fhir.patient("wiegand-jerry")["server_id"]
+    _case(personas.north, number="+15557779999", patient_fhir_id=jerry, patient_display="Jerry")
+    fhir.stop()
+    text(client, from_number=PATIENT, body="Rash spreading")
+    assert InboundMessage.objects.get().case.channel == Case.Channel.SMS
