@@ -9,7 +9,8 @@ Rules, in order, for a text from `From` to a clinic's number (the clinic is the 
    removes it, HELP answers the help text; CALL (after a missed call) asks for a callback.
 3. Otherwise the text attaches to the clinic's most recent open case whose callback number is `From`, or
    whose confirmed patient the EHR lists on that number (`Patient?phone=`, bounded by
-   `FHIR_IVR_TIMEOUT_SECONDS`, asked only when an identified open case exists); when there is none, it starts a message-only case (channel `sms`, acuity `NURSE_ASSESSMENT_ACUITY` = 3,
+   `FHIR_IVR_TIMEOUT_SECONDS`, asked only when an identified open case exists); when there is none,
+   it starts a message-only case (channel `sms`, acuity `NURSE_ASSESSMENT_ACUITY` = 3,
    "urgent" until a nurse assesses it, as for an IVR caller who reached a nurse before the protocol
    decided). Never another clinic's case.
 4. Emergency / "worse" words (`ivr.keywords.screen`) raise the case's acuity (1 / 2) and the patient is told
