@@ -8,7 +8,9 @@ the same way in Twilio's Advanced Opt-Out): PARAR, DETENER (stop), COMENZAR (sta
 Twilio itself blocks messages to a number that sent STOP; CareLine keeps its own table too (per clinic),
 so the console refuses a reply before Twilio would, and the record survives a change of provider.
 
-Reply keywords: CALL / LLAMAR after a missed call ("reply CALL to be called back").
+Reply keywords: CALL / LLAMAR after a missed call ("reply CALL to be called back"); CONFIRM / CONFIRMAR and
+CANCEL APPT / CANCELAR CITA to an appointment reminder. A bare CANCEL is an opt-out keyword for Twilio (it
+would stop every message to the number), so reminders ask for "CANCEL APPT", which Twilio leaves alone.
 
 Emergency and "worse" words: a conservative screen, not triage. Any message that contains one of
 `EMERGENCY_TERMS` (symptoms for which public guidance is "call 911": chest pain, trouble breathing, stroke
@@ -30,6 +32,8 @@ STOP = "stop"
 START = "start"
 HELP = "help"
 CALL = "call"
+CONFIRM = "confirm"
+CANCEL_APPOINTMENT = "cancel_appointment"
 
 KEYWORDS: dict[str, str] = {
     **dict.fromkeys(("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"), STOP),
@@ -37,8 +41,12 @@ KEYWORDS: dict[str, str] = {
     **dict.fromkeys(("START", "YES", "UNSTOP", "COMENZAR"), START),
     **dict.fromkeys(("HELP", "INFO", "AYUDA"), HELP),
     **dict.fromkeys(("CALL", "CALL ME", "LLAMAR", "LLAMENME"), CALL),
+    **dict.fromkeys(("CONFIRM", "CONFIRMED", "CONFIRMAR", "CONFIRMO"), CONFIRM),
+    **dict.fromkeys(("CANCEL APPT", "CANCEL APPOINTMENT", "CANCELAR CITA"), CANCEL_APPOINTMENT),
 }
-SPANISH_KEYWORDS = frozenset({"PARAR", "DETENER", "COMENZAR", "AYUDA", "LLAMAR", "LLAMENME"})
+SPANISH_KEYWORDS = frozenset(
+    {"PARAR", "DETENER", "COMENZAR", "AYUDA", "LLAMAR", "LLAMENME", "CONFIRMAR", "CONFIRMO", "CANCELAR CITA"}
+)
 
 EMERGENCY_TERMS = (
     "chest pain",

@@ -243,3 +243,86 @@ class OutboundCall(models.Model):
 
     def __str__(self) -> str:
         return f"OutboundCall {self.pk} ({self.state})"
+
+
+class ReminderCampaign(models.Model):
+    """Appointment reminders for the booked FHIR `Appointment`s of a clinic starting in `[window_start,
+    window_end)`. State: `loading` (reading the EHR), `sending` (`ivr.services.reminders.reminders_send`
+    works through the pending rows at `REMINDER_RATE_PER_SECOND`), `done`, `failed` (the EHR could not be
+    read; `last_error`). `lease_until`: the one sender holding the campaign (a dead sender's lease expires
+    and the beat sweep hands the campaign to another worker)."""
+
+    class State(models.TextChoices):
+        LOADING = "loading", "Reading appointments"
+        SENDING = "sending", "Sending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="reminder_campaigns")
+    name = models.CharField(max_length=120)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.LOADING)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"ReminderCampaign {self.pk} ({self.state})"
+
+
+class AppointmentReminder(models.Model):
+    """One reminder text for one appointment in one campaign: at most one row per (campaign, appointment)
+    (unique), so reloading a campaign never sends twice.
+
+    State: `pending` -> `sending` (claimed by the sender, committed before the provider is asked) -> `sent`
+    (`provider_sid`) / `recorded` (no Twilio account) / `failed`; `skipped` (no phone, or the number replied
+    STOP); `unknown` (the sender died between claiming and recording the outcome: never re-sent, so a
+    crash can lose a reminder but never duplicate one). `reply`: the patient's answer (`confirmed`,
+    `cancel_requested`, `worse`); `case`: the case a "worse" reply landed on.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        RECORDED = "recorded", "Recorded (no Twilio account: not sent)"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (no phone, or opted out)"
+        UNKNOWN = "unknown", "Outcome unknown (sender stopped)"
+
+    class Reply(models.TextChoices):
+        NONE = "", "No reply"
+        CONFIRMED = "confirmed", "Confirmed"
+        CANCEL_REQUESTED = "cancel_requested", "Asked to cancel"
+        WORSE = "worse", "Feels worse"
+
+    campaign = models.ForeignKey(ReminderCampaign, on_delete=models.CASCADE, related_name="reminders")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
+    appointment_id = models.CharField(max_length=128, help_text="FHIR Appointment id")
+    patient_fhir_id = models.CharField(max_length=128, blank=True)
+    appointment_start = models.DateTimeField()
+    to = EncryptedTextField(max_length=32, blank=True, help_text="E.164")
+    number_digest = models.CharField(max_length=64, blank=True, help_text="`optout.number_digest(to)`")
+    language = models.CharField(max_length=8, default="en")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    reply = models.CharField(max_length=20, choices=Reply.choices, default=Reply.NONE, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "appointment_id"], name="reminder_once_per_appointment"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "state"], name="reminder_campaign_state"),
+            models.Index(fields=["clinic", "number_digest", "sent_at"], name="reminder_reply_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"AppointmentReminder {self.pk} ({self.state})"

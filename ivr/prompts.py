@@ -173,6 +173,22 @@ _TEXT: dict[str, dict[str, str]] = {
         "en": "The patient did not answer. No text message could be sent.",
         "es": "El paciente no contestó. No se pudo enviar un mensaje de texto.",
     },
+    "sms_reminder": {
+        "en": "{clinic}: Reminder of your appointment on {when}. Reply CONFIRM to confirm, or CANCEL APPT to "
+        "cancel. If you feel worse, reply WORSE. Reply STOP to stop messages.",
+        "es": "{clinic}: Recordatorio de su cita el {when}. Responda CONFIRMAR para confirmar, o CANCELAR CITA "
+        "para cancelar. Si se siente peor, responda PEOR. Responda PARAR para no recibir mensajes.",
+    },
+    "sms_reminder_confirmed": {
+        "en": "{clinic}: Thank you, your appointment on {when} is confirmed.",
+        "es": "{clinic}: Gracias, su cita del {when} está confirmada.",
+    },
+    "sms_reminder_cancel": {
+        "en": "{clinic}: We received your request to cancel your appointment on {when}; the clinic will "
+        "confirm. To talk to a nurse, call {number}.",
+        "es": "{clinic}: Recibimos su solicitud para cancelar su cita del {when}; la clínica lo confirmará. "
+        "Para hablar con una enfermera, llame al {number}.",
+    },
     "sms_confirmation": {
         "en": "{clinic}: We received your call; a nurse will call you back at {number}. "
         "If the condition gets worse, call 911.",

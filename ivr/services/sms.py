@@ -6,7 +6,8 @@ Rules, in order, for a text from `From` to a clinic's number (the clinic is the 
    changes nothing (the `InboundMessage` row is written first; a concurrent duplicate waits on its unique
    index, then reads the first one's reply).
 2. Keywords (`ivr.keywords`): STOP (and equivalents) records an opt-out for this number and clinic, START
-   removes it, HELP answers the help text; CALL (after a missed call) asks for a callback.
+   removes it, HELP answers the help text; CALL (after a missed call) asks for a callback; CONFIRM and
+   CANCEL APPT answer the latest appointment reminder sent to the number (`ivr.services.reminders`).
 3. Otherwise the text attaches to the clinic's most recent open case whose callback number is `From`, or
    whose confirmed patient the EHR lists on that number (`Patient?phone=`, bounded by
    `FHIR_IVR_TIMEOUT_SECONDS`, asked only when an identified open case exists); when there is none,
@@ -14,7 +15,7 @@ Rules, in order, for a text from `From` to a clinic's number (the clinic is the 
    "urgent" until a nurse assesses it, as for an IVR caller who reached a nurse before the protocol
    decided). Never another clinic's case.
 4. Emergency / "worse" words (`ivr.keywords.screen`) raise the case's acuity (1 / 2) and the patient is told
-   to call 911 now (`<Message>` reply).
+   to call 911 now (`<Message>` reply); after a reminder, that reminder records the reply and the case.
 
 Bodies are encrypted at rest (`InboundMessage.body`); the timeline says *that* a text arrived, never what it
 says. Replies are fixed texts (no PHI) in TwiML `<Message>`; no reply for ordinary texts on an open case
@@ -35,8 +36,8 @@ from ehr.phone import InvalidPhoneNumber, to_e164
 from ehr.services import find_patients_by_phone
 from ehr.types import EhrError
 from ivr import keywords, prompts
-from ivr.models import InboundMessage
-from ivr.services import optout
+from ivr.models import AppointmentReminder, InboundMessage
+from ivr.services import optout, reminders
 from ivr.services.cases import NURSE_ASSESSMENT_ACUITY
 from triage.messages import case_raise_from_message, open_case_for_number
 from triage.models import OPEN_STATES, Case, CaseEvent
@@ -145,6 +146,19 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
             _note(case, inbound, "Patient replied HELP: help text sent")
         return _twiml(prompts.text("sms_help", language, **values))
 
+    if word in (keywords.CONFIRM, keywords.CANCEL_APPOINTMENT):
+        reminder = reminders.reminder_for_reply(clinic=clinic, number=number)
+        if reminder is not None:
+            confirmed = word == keywords.CONFIRM
+            answer = AppointmentReminder.Reply.CONFIRMED if confirmed else AppointmentReminder.Reply.CANCEL_REQUESTED
+            reminders.reminder_reply_record(reminder=reminder, reply=answer)
+            if case is not None:
+                inbound.case = case
+                label = "confirmed" if confirmed else "asked to cancel"
+                _note(case, inbound, f"Patient {label} an appointment (reply to a reminder)")
+            key = "sms_reminder_confirmed" if confirmed else "sms_reminder_cancel"
+            return _twiml(reminders.reply_text(reminder=reminder, key=key))
+
     screen = keywords.screen(body)
     created = case is None
     if case is None:
@@ -165,12 +179,18 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
         if not created:
             _note(case, inbound, "Patient replied CALL: asks to be called back")
         case_set_contact_preference(case_id=case.pk, preference=Case.ContactPreference.CALLBACK, reason="replied CALL")
-        reply = None if optout.is_opted_out(clinic=clinic, number=number) else "sms_call_requested"
-        return _twiml(prompts.text(reply, language, **values) if reply else None)
+        if optout.is_opted_out(clinic=clinic, number=number):
+            return _twiml(None)
+        return _twiml(prompts.text("sms_call_requested", language, **values))
     if not created:
         _note(case, inbound, "Text from the patient")
         if screen.acuity is not None:
             case_raise_from_message(case_id=case.pk, to_acuity=screen.acuity, rule=screen.rule, term=screen.term)
+    if screen.acuity is not None:
+        reminder = reminders.reminder_for_reply(clinic=clinic, number=number)
+        if reminder is not None and not reminder.reply:
+            reminders.reminder_reply_record(reminder=reminder, reply=AppointmentReminder.Reply.WORSE, case=case)
+            _note(case, inbound, "The text answers an appointment reminder: the patient feels worse")
     if optout.is_opted_out(clinic=clinic, number=number):
         return _twiml(None)
     if screen.acuity is not None:
