@@ -157,7 +157,7 @@ class InboundMessage(models.Model):
     message_sid = models.CharField(max_length=64, unique=True)
     from_number = EncryptedTextField(max_length=32, help_text="E.164 as Twilio sent it")
     body = EncryptedTextField(max_length=1600, blank=True)
-    keyword = models.CharField(max_length=16, blank=True)
+    keyword = models.CharField(max_length=24, blank=True)
     reply = models.TextField(blank=True, help_text="TwiML answered (no PHI: fixed texts only)")
     received_at = models.DateTimeField(auto_now_add=True)
 
