@@ -6,6 +6,7 @@ Each test books its own appointments in its own window (the FHIR server is share
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -235,3 +236,22 @@ def test_a_bare_cancel_is_an_opt_out_not_an_appointment_cancellation(personas, f
     reminder.refresh_from_db()
     assert reminder.reply == ""
     assert optout.is_opted_out(clinic=personas.north, number="+15553037003")
+
+
+def test_the_command_creates_a_campaign_that_celery_loads_and_sends(personas, fhir, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    start, end = _window()
+    appointment = book(fhir, start + timedelta(hours=16), phone="555-303-7004")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "reminder_campaign",
+            clinic="north",
+            start=start.isoformat(),
+            end=end.isoformat(),
+            stdout=open(os.devnull, "w"),
+        )
+    campaign = ReminderCampaign.objects.get()
+    assert campaign.state == ReminderCampaign.State.DONE
+    reminder = campaign.reminders.get()
+    assert (reminder.appointment_id, reminder.state, reminder.to) == (appointment, "recorded", "+15553037004")
