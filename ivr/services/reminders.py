@@ -39,7 +39,7 @@ from clinics.models import Clinic
 from ehr.services import appointments_between
 from ehr.types import EhrError
 from ivr import prompts, tasks
-from ivr.models import AppointmentReminder, ReminderCampaign
+from ivr.models import AppointmentReminder, ReminderCampaign, SmsOptOut
 from ivr.services import optout
 from ivr.twilio.messaging import SmsNotConfigured, SmsRejected, SmsUnavailable, send_sms, sending_enabled
 from triage.models import Case
@@ -221,9 +221,15 @@ def reminders_send(
                 )
             if not claimed:
                 break
+            # The opt-out table, consulted once per batch (one query, not one per message).
+            stopped = set(
+                SmsOptOut.objects.filter(
+                    clinic=clinic, active=True, number_digest__in=[r.number_digest for r in claimed]
+                ).values_list("number_digest", flat=True)
+            )
             for reminder in claimed:
                 reminder.clinic = clinic
-                if optout.is_opted_out(clinic=clinic, number=reminder.to):
+                if reminder.number_digest in stopped:
                     reminder.state = AppointmentReminder.State.SKIPPED
                     reminder.last_error = "opted out (STOP)"
                     report.skipped += 1

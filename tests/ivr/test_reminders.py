@@ -255,3 +255,24 @@ def test_the_command_creates_a_campaign_that_celery_loads_and_sends(personas, fh
     assert campaign.state == ReminderCampaign.State.DONE
     reminder = campaign.reminders.get()
     assert (reminder.appointment_id, reminder.state, reminder.to) == (appointment, "recorded", "+15553037004")
+
+
+def test_a_stop_between_loading_and_sending_skips_the_reminder(personas, fhir):
+    start, end = _window()
+    campaign = _campaign(personas.north, start, end)
+    ReminderCampaign.objects.filter(pk=campaign.pk).update(state=ReminderCampaign.State.SENDING)
+    for i, number in enumerate(("+15553038001", "+15553038002")):
+        AppointmentReminder.objects.create(
+            campaign=campaign,
+            clinic=personas.north,
+            appointment_id=f"s{i}",
+            appointment_start=start,
+            to=number,
+            number_digest=optout.number_digest(number),
+        )
+    text(Client(), from_number="+15553038002", body="STOP")
+    provider = Provider()
+    report = reminders.reminders_send(campaign_id=campaign.pk, rate=100, sender=provider)
+    assert (report.sent, report.skipped) == (1, 1)
+    assert len(provider.sends) == 1
+    assert campaign.reminders.get(appointment_id="s1").state == AppointmentReminder.State.SKIPPED
