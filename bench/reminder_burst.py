@@ -8,8 +8,9 @@ boundary is the `sender` hook: it records a monotonic timestamp per call (no Twi
 run would call `messages.create` at the same point). The EHR load is not part of the figure (tested
 separately against sekmet-fhir in `tests/ivr/test_reminders.py`).
 
-Prints: messages sent vs rows, measured rate ((n - 1) / (last - first)) vs the limit, the most sends in any
-1-second window vs the limit, lost (rows not sent) and duplicated (provider calls - distinct rows).
+Prints: messages sent vs rows, the rate ((n - 1) / (last - first), and the same after the first second,
+which may hold a whole second's quota) vs the limit, the most sends in any 1-second window vs the limit
+(the provider's own measure), lost (rows not sent) and duplicated (provider calls - distinct rows).
 
 Usage: `.venv/bin/python bench/reminder_burst.py [--reminders 10000] [--rate 200] [--batch 50]
 [--workers 3] [--slice 5]`. Uses the database `careline_bench_reminders` on `DATABASE_URL`'s server
@@ -152,7 +153,13 @@ def main() -> None:
     print(f"rate limit: {args.rate:.1f}/s, measured: {measured:.2f}/s (ratio {measured / args.rate:.4f})")
     print(f"most sends in any 1 s window: {peak} (limit {args.rate:.0f})")
     print(f"lost: {lost}, duplicated: {duplicated}, sender hand-offs: {handoffs[0]}, wall time: {elapsed:.1f} s")
-    ok = lost == 0 and duplicated == 0 and measured <= args.rate * 1.01 and peak <= args.rate + 1
+    # Long-run rate: after the first window (which may hold a full second's worth at once).
+    first_window_end = times[0] + 1.0 if times else 0.0
+    after = [t for t in times if t >= first_window_end]
+    sustained = (len(after) - 1) / (after[-1] - after[0]) if len(after) > 1 else 0.0
+    print(f"sustained after the first second: {sustained:.2f}/s (ratio {sustained / args.rate:.4f})")
+    # The limit is per 1-second window; +1 allows one send's scheduling jitter on a loaded machine.
+    ok = lost == 0 and duplicated == 0 and peak <= args.rate + 1 and sustained <= args.rate * 1.01
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

@@ -268,6 +268,7 @@ CALL_REASONS = frozenset({"console", "video_failed"})
 @staff_view
 def case_call_patient(request: HttpRequest, case_id: int) -> HttpResponse:
     """ "Call patient": ring the nurse's phone, then bridge the patient (`contactcenter.conversation`)."""
+    selectors.case_summary(user=_nurse(request), case_id=case_id)  # another clinic's case: 404, audited
     reason = request.POST.get("reason", "console")
     conversation.call_patient(
         user=_nurse(request),
@@ -284,6 +285,7 @@ def case_call_patient(request: HttpRequest, case_id: int) -> HttpResponse:
 @staff_view
 def case_sms_reply(request: HttpRequest, case_id: int) -> HttpResponse:
     """Text the patient from the case page (outbox; refused after STOP)."""
+    selectors.case_summary(user=_nurse(request), case_id=case_id)  # another clinic's case: 404, audited
     conversation.sms_reply(user=_nurse(request), case_id=case_id, body=request.POST.get("body", ""))
     messages.success(request, "Text queued for the patient.")
     return redirect("console:case", case_id=case_id)

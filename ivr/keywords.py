@@ -108,7 +108,8 @@ WORSE_ACUITY = 2
 @dataclass(frozen=True)
 class Screen:
     """The result of screening a message: `acuity` to raise the case to (None: no alarm) and the `rule`
-    ("emergency_words" / "worse_words") with the `term` that matched (for the timeline, not the body)."""
+    ("emergency_words" / "worse_words") with the `term` that matched (for tests and debugging only: the
+    timeline names the rule, never the symptom words, which are PHI)."""
 
     acuity: int | None
     rule: str = ""

@@ -28,11 +28,15 @@ def open_case_for_number(*, clinic: Clinic, number: str, patient_fhir_ids: froze
     return None
 
 
+RULE_LABELS = {"emergency_words": "emergency words", "worse_words": "words saying the patient feels worse"}
+
+
 @transaction.atomic
-def case_raise_from_message(*, case_id: int, to_acuity: int, rule: str, term: str) -> Case:
+def case_raise_from_message(*, case_id: int, to_acuity: int, rule: str) -> Case:
     """Raise an open case's acuity to `to_acuity` (1-5) because the patient's text matched `rule`
-    ("emergency_words" / "worse_words", see `ivr.keywords`); never lowers it. `term` (the matched words)
-    goes on the timeline, not the message body. Publishes `case.updated` with `fields: ["acuity"]`.
+    ("emergency_words" / "worse_words", see `ivr.keywords`); never lowers it. The timeline names the rule,
+    never the words (symptoms are PHI: they stay in the encrypted message body).
+    Publishes `case.updated` with `fields: ["acuity"]`.
     Raises Case.DoesNotExist.
     """
     case = Case.objects.select_for_update().get(pk=case_id)
@@ -43,8 +47,9 @@ def case_raise_from_message(*, case_id: int, to_acuity: int, rule: str, term: st
         case_add_event(
             case=case,
             kind=CaseEvent.Kind.RISK,
-            summary=f'Patient\'s text mentions "{term}": acuity {before} -> {to_acuity}; patient told to call 911',
-            detail={"rule": rule, "term": term, "from": before, "to": to_acuity},
+            summary=f"Patient's text has {RULE_LABELS.get(rule, rule)}: acuity {before} -> {to_acuity}; "
+            "patient told to call 911",
+            detail={"rule": rule, "from": before, "to": to_acuity},
         )
         events.publish(case.clinic_id, "case.updated", {"case_id": case.pk, "fields": ["acuity"]})
     return case

@@ -7,9 +7,9 @@
    never adds a second one. A number that replied STOP, or no phone, is `skipped` at once.
 3. `reminders_send`: the campaign's one sender (a lease on the campaign row) claims batches of
    `REMINDER_BATCH_SIZE` pending rows (`SELECT ... FOR UPDATE SKIP LOCKED`, marked `sending`, committed),
-   sends each at most `REMINDER_RATE_PER_SECOND` messages per second (`Pacer`: one message every 1/rate
-   seconds, no bursts), and records the outcomes of the batch in one `bulk_update`. Each task call sends
-   for at most `max_seconds`, then re-queues itself, so no task runs for hours.
+   sends them at most `REMINDER_RATE_PER_SECOND` messages in any second (`Pacer`), and records the
+   outcomes of the batch in one `bulk_update`. Each task call sends for at most `max_seconds`, then
+   re-queues itself, so no task runs for hours.
    Delivery guarantee: a row is claimed (committed) before the provider is asked, so it is never sent
    twice; a sender killed mid-batch leaves rows `sending`, which the sweep marks `unknown` after the lease
    (not re-sent: a lost reminder is preferred to a duplicate).
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,24 +66,42 @@ def batch_size() -> int:
 
 @dataclass
 class Pacer:
-    """At most `rate` events per second, evenly spaced (a token bucket of capacity 1).
+    """The provider's rate limit, kept by the sender: never more than `rate` sends in any window of `window`
+    seconds (`window` = 1 s, or 1/rate for rates under 1/s: the "messages per second" providers enforce),
+    and never two sends closer than 1 / (`catch_up` x rate) seconds. The second rule spreads the catch-up
+    after the sender's own pauses (claiming and recording a batch) instead of bursting; the first one is
+    the limit itself, whatever happened before (after an idle period nothing is "saved up").
 
-    `wait()` blocks until the next slot and returns its time. Time is `clock()` seconds (monotonic).
-    After an idle period it does not "save up" slots, so a burst never exceeds the rate.
+    `wait()` blocks until a send is allowed and returns that time (`clock()` seconds, monotonic).
     """
 
     rate: float
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    _next: float | None = field(default=None, init=False)
+    catch_up: float = 2.0
+    _sent: deque[float] = field(default_factory=deque, init=False)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError("rate must be positive")
+        self.window = max(1.0, 1.0 / self.rate)
+        self.capacity = max(1, int(self.rate * self.window + 1e-9))
+        self.spacing = 1.0 / (self.catch_up * self.rate)
 
     def wait(self) -> float:
         now = self.clock()
-        slot = now if self._next is None or self._next < now else self._next
-        if slot > now:
-            self.sleep(slot - now)
-        self._next = slot + 1.0 / self.rate
-        return slot
+        earliest = now
+        if self._sent:
+            earliest = max(earliest, self._sent[-1] + self.spacing)
+        if len(self._sent) >= self.capacity:
+            earliest = max(earliest, self._sent[-self.capacity] + self.window)
+        if earliest > now:
+            self.sleep(earliest - now)
+            now = max(self.clock(), earliest)
+        self._sent.append(now)
+        while len(self._sent) > self.capacity:
+            self._sent.popleft()
+        return now
 
 
 def campaign_create(*, clinic: Clinic, name: str, window_start: datetime, window_end: datetime) -> ReminderCampaign:

@@ -39,7 +39,7 @@ from ivr import keywords, prompts
 from ivr.models import AppointmentReminder, InboundMessage
 from ivr.services import optout, reminders
 from ivr.services.cases import NURSE_ASSESSMENT_ACUITY
-from triage.messages import case_raise_from_message, open_case_for_number
+from triage.messages import RULE_LABELS, case_raise_from_message, open_case_for_number
 from triage.models import OPEN_STATES, Case, CaseEvent
 from triage.services import case_add_event, case_enqueue, case_set_contact_preference
 
@@ -172,7 +172,8 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
         )
         summary = "Message-only case started by a text from the patient"
         if screen.acuity is not None:
-            summary += f' (mentions "{screen.term}": acuity {screen.acuity}; patient told to call 911)'
+            label = RULE_LABELS.get(screen.rule, screen.rule)
+            summary += f" ({label}: acuity {screen.acuity}; patient told to call 911)"
         _note(case, inbound, summary)
     inbound.case = case
     if word == keywords.CALL:
@@ -185,7 +186,7 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
     if not created:
         _note(case, inbound, "Text from the patient")
         if screen.acuity is not None:
-            case_raise_from_message(case_id=case.pk, to_acuity=screen.acuity, rule=screen.rule, term=screen.term)
+            case_raise_from_message(case_id=case.pk, to_acuity=screen.acuity, rule=screen.rule)
     if screen.acuity is not None:
         reminder = reminders.reminder_for_reply(clinic=clinic, number=number)
         if reminder is not None and not reminder.reply:

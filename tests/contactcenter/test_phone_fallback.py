@@ -239,6 +239,8 @@ def test_only_the_nurse_holding_the_accepted_case_can_call(personas, make_case, 
     assert b"held by another nurse" in response.content
     carol = logged_in(personas.carol)
     assert carol.post(f"/console/cases/{case.pk}/call/", {"nurse_number": "+15550200122"}).status_code == 404
+    assert carol.post(f"/console/cases/{case.pk}/sms/", {"body": "hi"}).status_code == 404
+    assert AuditEvent.objects.filter(clinic=personas.south, action="access.denied", object_id=str(case.pk)).count() == 2
     # Reserved but not accepted yet: no call.
     other = make_case(personas.north, acuity=3, callback_number="+15557770010")
     dave.post("/console/next/")

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from ivr import keywords
 from ivr.models import InboundMessage, OutboundMessage, SmsOptOut
 from ivr.services.messages import outbound_message_record
 from tests.conftest import NORTH_NUMBER, SOUTH_NUMBER
@@ -129,6 +130,9 @@ def test_emergency_and_worse_words_raise_the_open_case_and_advise_911(personas, 
     assert "Call 911 now" in replies(response)[0] or "Llame al 911 ahora" in replies(response)[0]
     raised = case.events.get(kind=CaseEvent.Kind.RISK)
     assert raised.detail["from"] == 4 and raised.detail["to"] == acuity
+    screen = keywords.screen(body)
+    if screen.rule == "emergency_words":
+        assert screen.term not in raised.summary.lower(), "symptoms stay off the timeline"
 
 
 def test_words_never_lower_acuity_and_ordinary_words_change_nothing(personas, client):
