@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ivr.twilio.twiml_reader import twiml_to_actions
 from tests.conftest import NORTH_NUMBER
 from tests.ivr.phone import twilio_form
 from tests.twilio import signed_post
@@ -34,6 +33,3 @@ def replies(response: Any) -> list[str]:
     root = ET.fromstring(response.content)
     assert root.tag == "Response"
     return [(m.text or "").strip() for m in root.iter("Message")]
-
-
-__all__ = ["new_message_sid", "replies", "text", "twiml_to_actions"]
