@@ -250,7 +250,8 @@ class ReminderCampaign(models.Model):
     window_end)`. State: `loading` (reading the EHR), `sending` (`ivr.services.reminders.reminders_send`
     works through the pending rows at `REMINDER_RATE_PER_SECOND`), `done`, `failed` (the EHR could not be
     read; `last_error`). `lease_until`: the one sender holding the campaign (a dead sender's lease expires
-    and the beat sweep hands the campaign to another worker)."""
+    and the beat sweep hands the campaign to another worker). `recent_sends`: the pacer's last window of
+    send times, so the next sender (another task, maybe another machine) keeps the limit across the hand-off."""
 
     class State(models.TextChoices):
         LOADING = "loading", "Reading appointments"
@@ -264,6 +265,9 @@ class ReminderCampaign(models.Model):
     window_end = models.DateTimeField()
     state = models.CharField(max_length=10, choices=State.choices, default=State.LOADING)
     lease_until = models.DateTimeField(null=True, blank=True)
+    recent_sends = models.JSONField(
+        default=list, blank=True, help_text="Unix times of the last sends (one window), handed to the next sender"
+    )
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

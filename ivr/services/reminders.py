@@ -72,11 +72,12 @@ class Pacer:
     after the sender's own pauses (claiming and recording a batch) instead of bursting; the first one is
     the limit itself, whatever happened before (after an idle period nothing is "saved up").
 
-    `wait()` blocks until a send is allowed and returns that time (`clock()` seconds, monotonic).
+    `wait()` blocks until a send is allowed and returns that time (`clock()` seconds: Unix time, so that the
+    window can be handed to a sender in another process, `recent()` / `resume()`).
     """
 
     rate: float
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     catch_up: float = 2.0
     _sent: deque[float] = field(default_factory=deque, init=False)
@@ -87,6 +88,14 @@ class Pacer:
         self.window = max(1.0, 1.0 / self.rate)
         self.capacity = max(1, int(self.rate * self.window + 1e-9))
         self.spacing = 1.0 / (self.catch_up * self.rate)
+
+    def recent(self) -> list[float]:
+        """The send times that still bind the next sends (at most `capacity`)."""
+        return list(self._sent)
+
+    def resume(self, sent: list[float]) -> None:
+        """Continue after another sender whose `recent()` was `sent`."""
+        self._sent = deque(sorted(float(t) for t in sent)[-self.capacity :])
 
     def wait(self) -> float:
         now = self.clock()
@@ -225,6 +234,7 @@ def reminders_send(
         return report
     campaign = ReminderCampaign.objects.select_related("clinic").get(pk=campaign_id)
     clinic = campaign.clinic
+    pacer.resume(list(campaign.recent_sends))
     started = time.monotonic()
     try:
         while time.monotonic() - started < max_seconds:
@@ -279,7 +289,7 @@ def reminders_send(
                 state=ReminderCampaign.State.DONE, finished_at=timezone.now()
             )
     finally:
-        ReminderCampaign.objects.filter(pk=campaign_id).update(lease_until=None)
+        ReminderCampaign.objects.filter(pk=campaign_id).update(lease_until=None, recent_sends=pacer.recent())
     return report
 
 

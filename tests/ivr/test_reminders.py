@@ -300,3 +300,28 @@ def test_a_stop_between_loading_and_sending_skips_the_reminder(personas, fhir):
     assert (report.sent, report.skipped) == (1, 1)
     assert len(provider.sends) == 1
     assert campaign.reminders.get(appointment_id="s1").state == AppointmentReminder.State.SKIPPED
+
+
+def test_the_limit_holds_across_a_hand_off_between_senders(personas, fhir):
+    start, end = _window()
+    campaign = _campaign(personas.north, start, end)
+    ReminderCampaign.objects.filter(pk=campaign.pk).update(state=ReminderCampaign.State.SENDING)
+    AppointmentReminder.objects.bulk_create(
+        AppointmentReminder(
+            campaign=campaign,
+            clinic=personas.north,
+            appointment_id=f"h{i}",
+            appointment_start=start,
+            to=f"+1555304{1000 + i}",
+            number_digest=optout.number_digest(f"+1555304{1000 + i}"),
+        )
+        for i in range(60)
+    )
+    provider = Provider()
+    first = reminders.reminders_send(campaign_id=campaign.pk, rate=20, batch=20, max_seconds=0.01, sender=provider)
+    assert first.remaining and first.sent == 20  # one batch, then the task hands the campaign on
+    second = reminders.reminders_send(campaign_id=campaign.pk, rate=20, batch=20, sender=provider)
+    assert second.sent == 40
+    times = [t for t, _ in provider.sends]
+    for t in times:
+        assert sum(1 for u in times if t <= u < t + 1) <= 20 + 1, "the next sender continued the window"
