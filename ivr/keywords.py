@@ -11,6 +11,7 @@ so the console refuses a reply before Twilio would, and the record survives a ch
 Reply keywords: CALL / LLAMAR after a missed call ("reply CALL to be called back"); CONFIRM / CONFIRMAR and
 CANCEL APPT / CANCELAR CITA to an appointment reminder. A bare CANCEL is an opt-out keyword for Twilio (it
 would stop every message to the number), so reminders ask for "CANCEL APPT", which Twilio leaves alone.
+YES is an opt-in keyword (Twilio's); from a number that had not opted out, after a reminder, it confirms.
 
 Emergency and "worse" words: a conservative screen, not triage. Any message that contains one of
 `EMERGENCY_TERMS` (symptoms for which public guidance is "call 911": chest pain, trouble breathing, stroke
@@ -123,15 +124,20 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", plain).strip()
 
 
+def keyword_text(body: str) -> str:
+    """The message as keywords are matched: accents, punctuation and extra spaces removed, upper case."""
+    return re.sub(r"[^\w ]", "", _normalise(body)).strip().upper()
+
+
 def keyword(body: str) -> str:
-    """The keyword a whole message is ("stop", "start", "help", "call"), or "" for free text."""
-    cleaned = re.sub(r"[^\w ]", "", _normalise(body)).strip().upper()
-    return KEYWORDS.get(cleaned, "")
+    """The keyword a whole message is ("stop", "start", "help", "call", "confirm", "cancel_appointment"),
+    or "" for free text."""
+    return KEYWORDS.get(keyword_text(body), "")
 
 
 def is_spanish_keyword(body: str) -> bool:
     """True when the message is one of the Spanish keywords (the reply is then in Spanish)."""
-    return re.sub(r"[^\w ]", "", _normalise(body)).strip().upper() in SPANISH_KEYWORDS
+    return keyword_text(body) in SPANISH_KEYWORDS
 
 
 def screen(body: str) -> Screen:

@@ -136,10 +136,16 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
         return _twiml(prompts.text("sms_stop", language, **values))
     if word == keywords.START:
         resumed = optout.opt_in(clinic=clinic, number=number, keyword=body.strip().upper()[:16])
-        if case is not None:
+        if not resumed and keywords.keyword_text(body) == "YES":
+            # "YES" from a number that had not opted out, after a reminder, is the patient confirming.
+            reminder = reminders.reminder_for_reply(clinic=clinic, number=number)
+            if reminder is not None and not reminder.reply:
+                word = keywords.CONFIRM
+        if word == keywords.START and case is not None:
             inbound.case = case
             _note(case, inbound, "Patient replied START: text messages allowed again")
-        return _twiml(prompts.text("sms_start", language, **values) if resumed or case is None else None)
+        if word == keywords.START:
+            return _twiml(prompts.text("sms_start", language, **values) if resumed or case is None else None)
     if word == keywords.HELP:
         if case is not None:
             inbound.case = case

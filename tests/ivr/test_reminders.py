@@ -325,3 +325,10 @@ def test_the_limit_holds_across_a_hand_off_between_senders(personas, fhir):
     times = [t for t, _ in provider.sends]
     for t in times:
         assert sum(1 for u in times if t <= u < t + 1) <= 20 + 1, "the next sender continued the window"
+
+
+def test_yes_after_a_reminder_confirms_it(personas, fhir):
+    reminder = _sent_reminder(personas, fhir, "555-303-7005", "+15553037005")
+    assert "is confirmed" in replies(text(Client(), from_number="+15553037005", body="Yes!"))[0]
+    reminder.refresh_from_db()
+    assert reminder.reply == AppointmentReminder.Reply.CONFIRMED
