@@ -196,6 +196,11 @@ class StaffMember(models.Model):
     skills = models.JSONField(default=list, blank=True)
     languages = models.JSONField(default=list, blank=True)
     phone = models.CharField(max_length=20, blank=True, help_text="E.164; surge pages are sent here")
+    desk_number = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="E.164; the phone rung first for a 'Call patient' bridge (falls back to `phone`)",
+    )
     on_shift = models.BooleanField(default=True)
     licensed_states = models.JSONField(default=list, blank=True)
 

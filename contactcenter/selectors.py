@@ -7,6 +7,7 @@ the audit row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
@@ -17,7 +18,9 @@ from clinics.services import audit_record
 from ehr import selectors as ehr_selectors
 from ehr import services as ehr_services
 from ehr.models import WriteBack
+from ehr.phone import InvalidPhoneNumber, to_e164
 from ehr.types import PatientContext
+from ivr.models import InboundMessage, OutboundCall, OutboundMessage
 from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
 from triage.dispositions import ladder_for
 from triage.models import Case, CaseEvent
@@ -128,3 +131,46 @@ def case_summary(*, user: User, case_id: int) -> CaseSummary:
         disposition_display=disposition_display(case.disposition, case.clinic),
         timeline=case_timeline(case=case),
     )
+
+
+@dataclass(frozen=True)
+class ConversationEntry:
+    """One text of a case's conversation: `direction` "in" (from the patient) or "out" (to the patient),
+    `at`, `body` (PHI: shown only on the audited case page), `author` (nurse's name, "CareLine" for automatic
+    texts, "Patient"), `state` (outbox state or delivery status; "" for inbound)."""
+
+    direction: str
+    at: datetime
+    body: str
+    author: str
+    state: str
+
+
+def case_conversation(*, case: Case) -> list[ConversationEntry]:
+    """The texts exchanged with the case's patient, oldest first: inbound texts attached to the case and
+    outbox texts to the patient's callback number (pages to staff are left out). The caller has checked
+    access (`access_case`) and audited the page read."""
+    entries = [
+        ConversationEntry("in", m.received_at, m.body, "Patient", "")
+        for m in InboundMessage.objects.filter(case=case).order_by("received_at", "pk")
+    ]
+    for m in OutboundMessage.objects.filter(case=case).select_related("sent_by").order_by("created_at", "pk"):
+        if m.to != case.callback_number and m.to != _e164_or_blank(case.callback_number):
+            continue
+        author = (m.sent_by.get_full_name() or m.sent_by.get_username()) if m.sent_by else "CareLine"
+        entries.append(
+            ConversationEntry("out", m.created_at, m.body, author, m.delivery_status or m.get_state_display())
+        )
+    return sorted(entries, key=lambda e: e.at)
+
+
+def case_calls(*, case: Case) -> QuerySet[OutboundCall]:
+    """The case's "Call patient" calls, newest first."""
+    return OutboundCall.objects.filter(case=case).select_related("nurse").order_by("-created_at", "-pk")
+
+
+def _e164_or_blank(number: str) -> str:
+    try:
+        return to_e164(number)
+    except InvalidPhoneNumber:
+        return ""

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
-from contactcenter import escalation, presence, selectors, services, visit_chat, visits
+from contactcenter import conversation, escalation, presence, selectors, services, visit_chat, visits
 from contactcenter.dashboard import (
     InvalidWhatIf,
     dashboard_for_clinic,
@@ -38,6 +38,8 @@ from contactcenter.dashboard import (
 )
 from contactcenter.models import AgentPresence
 from ehr.types import EhrError
+from ivr.services import optout
+from ivr.services.outbound_calls import CallNotPossible, active_call
 from triage.dispositions import ladder_for
 from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
 from triage.models import OPEN_STATES, AcuityOverride, CallbackAttempt, Case, CaseState
@@ -77,6 +79,8 @@ def _domain_errors() -> Iterator[None]:
     except OverrideNotAllowed as exc:
         raise PermissionDenied(str(exc)) from exc
     except InvalidOverride as exc:
+        raise _Conflict(str(exc)) from exc
+    except (CallNotPossible, conversation.MessageNotPossible) as exc:
         raise _Conflict(str(exc)) from exc
 
 
@@ -223,8 +227,74 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
                 (visit, quality, visit_chat.visit_history(visit=visit))
                 for visit, quality in visits.visits_for_case(case=case)
             ],
+            **_conversation_context(request, case),
         },
     )
+
+
+def _conversation_context(request: HttpRequest, case: Case) -> dict[str, Any]:
+    """What the case page's "Conversation" card shows: texts, calls, and the nurse's call / reply forms."""
+    staff: StaffMember = request.staff  # type: ignore[attr-defined]
+    mine = case.reserved_by_id == request.user.pk
+    return {
+        "conversation": selectors.case_conversation(case=case),
+        "calls": list(selectors.case_calls(case=case)[:5]),
+        "call_in_progress": active_call(case=case) is not None,
+        "can_call": mine and case.state in conversation.CALLABLE_STATES,
+        "can_reply": mine and case.state in conversation.REPLYABLE_STATES,
+        "opted_out": optout.is_opted_out(clinic=case.clinic, number=case.callback_number),
+        "nurse_number": staff.desk_number or staff.phone,
+        "max_reply": conversation.MAX_REPLY_CHARACTERS,
+    }
+
+
+@require_GET
+@staff_view
+def case_conversation_partial(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The "Conversation" card alone (texts and calls), re-fetched when a console event names this case.
+    Shows message bodies (PHI): audited like the case page (`case.conversation.read`)."""
+    case = selectors.case_summary(user=_nurse(request), case_id=case_id).case
+    audit_record(
+        clinic=case.clinic,
+        actor=request.user,
+        action="case.conversation.read",
+        object_type="case",
+        object_id=case.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=_source_ip(request),
+    )
+    return render(request, "console/_conversation.html", {"case": case, **_conversation_context(request, case)})
+
+
+# Why a call is placed: the console's button, or the video visit's fallback (issue 5).
+CALL_REASONS = frozenset({"console", "video_failed"})
+
+
+@require_POST
+@staff_view
+def case_call_patient(request: HttpRequest, case_id: int) -> HttpResponse:
+    """ "Call patient": ring the nurse's phone, then bridge the patient (`contactcenter.conversation`)."""
+    selectors.case_summary(user=_nurse(request), case_id=case_id)  # another clinic's case: 404, audited
+    reason = request.POST.get("reason", "console")
+    conversation.call_patient(
+        user=_nurse(request),
+        case_id=case_id,
+        nurse_number=request.POST.get("nurse_number", ""),
+        reason=reason if reason in CALL_REASONS else "console",
+        source_ip=_source_ip(request),
+    )
+    messages.info(request, "Calling: your phone rings first, then the patient is dialled.")
+    return redirect("console:case", case_id=case_id)
+
+
+@require_POST
+@staff_view
+def case_sms_reply(request: HttpRequest, case_id: int) -> HttpResponse:
+    """Text the patient from the case page (outbox; refused after STOP)."""
+    selectors.case_summary(user=_nurse(request), case_id=case_id)  # another clinic's case: 404, audited
+    conversation.sms_reply(user=_nurse(request), case_id=case_id, body=request.POST.get("body", ""))
+    messages.success(request, "Text queued for the patient.")
+    return redirect("console:case", case_id=case_id)
 
 
 @require_GET

@@ -29,6 +29,7 @@ from django.utils import timezone
 from clinics import events
 from clinics.models import Clinic
 from clinics.services import audit_record
+from ehr.fhir.appointments import booked_appointments
 from ehr.fhir.context import read_patient_context
 from ehr.fhir.patients import search_by_phone
 from ehr.fhir.writeback import build_bundle, send_bundle
@@ -37,7 +38,7 @@ from ehr.hl7.mdm import build_mdm
 from ehr.hl7.oru import build_oru, control_id_for
 from ehr.models import Hl7Message, WriteBack
 from ehr.serialization import context_from_dict, context_to_dict, outcome_from_dict, outcome_to_dict
-from ehr.types import EhrRejected, EhrUnavailable, Outcome, PatientContext, PatientMatch
+from ehr.types import AppointmentDue, EhrRejected, EhrUnavailable, Outcome, PatientContext, PatientMatch
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -494,3 +495,9 @@ def writeback_skip(
         source_ip=source_ip,
         action="writeback.skip",
     )
+
+
+def appointments_between(*, start: datetime, end: datetime) -> list[AppointmentDue]:
+    """Booked FHIR `Appointment`s starting in `[start, end)` with the patient's phone, for reminder campaigns
+    (`ehr.fhir.appointments`). Raises EhrUnavailable, EhrRejected."""
+    return booked_appointments(start=start, end=end)

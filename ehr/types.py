@@ -34,6 +34,18 @@ class PatientMatch:
     state: str = ""
 
 
+@dataclass(frozen=True)
+class AppointmentDue:
+    """A booked FHIR `Appointment` in a reminder window: its id, the patient's FHIR id ("" if none), its
+    `start` (aware datetime), the patient's phone in E.164 ("" if none usable) and language ("en", "es", "")."""
+
+    appointment_id: str
+    patient_fhir_id: str
+    start: datetime
+    phone: str
+    language: str = ""
+
+
 @dataclass
 class ChartEntry:
     """One line of a chart section: `text` to show, `detail` (e.g. reaction, dose), `date` ISO or ""."""

@@ -124,6 +124,71 @@ _TEXT: dict[str, dict[str, str]] = {
         "es": "{clinic}: Una enfermera intentó devolverle la llamada y no pudo comunicarse. Llámenos al {number}. "
         "Si la condición empeora, llame al 911.",
     },
+    "sms_missed_call": {
+        "en": "{clinic}: Your nurse tried to call you and could not reach you. Reply CALL to be called back, "
+        "or call us at {number}. If the condition gets worse, call 911.",
+        "es": "{clinic}: Su enfermera intentó llamarle y no pudo comunicarse. Responda LLAMAR para que le "
+        "devolvamos la llamada, o llámenos al {number}. Si la condición empeora, llame al 911.",
+    },
+    "sms_received_new": {
+        "en": "{clinic}: We received your message; a nurse will reply. Do not use text messages for "
+        "emergencies: if this is an emergency, call 911. Reply STOP to stop messages, HELP for help.",
+        "es": "{clinic}: Recibimos su mensaje; una enfermera le responderá. No use mensajes de texto para "
+        "emergencias: si es una emergencia, llame al 911. Responda PARAR para no recibir mensajes, AYUDA "
+        "para ayuda.",
+    },
+    "sms_emergency": {
+        "en": "{clinic}: What you describe may be an emergency. Call 911 now. A nurse has been alerted.",
+        "es": "{clinic}: Lo que describe puede ser una emergencia. Llame al 911 ahora. Se avisó a una enfermera.",
+    },
+    "sms_call_requested": {
+        "en": "{clinic}: Thank you. A nurse will call you back. If the condition gets worse, call 911.",
+        "es": "{clinic}: Gracias. Una enfermera le devolverá la llamada. Si la condición empeora, llame al 911.",
+    },
+    "sms_stop": {
+        "en": "{clinic}: You will receive no more text messages from us. Reply START to receive them again. "
+        "For a nurse, call {number}; for emergencies, 911.",
+        "es": "{clinic}: No recibirá más mensajes de texto. Responda COMENZAR para recibirlos de nuevo. "
+        "Para una enfermera, llame al {number}; para emergencias, al 911.",
+    },
+    "sms_start": {
+        "en": "{clinic}: You will receive text messages from us again. Reply STOP to stop, HELP for help.",
+        "es": "{clinic}: Volverá a recibir nuestros mensajes de texto. Responda PARAR para no recibirlos.",
+    },
+    "sms_help": {
+        "en": "{clinic} after-hours nurse line: text us or call {number}. For emergencies call 911. "
+        "Reply STOP to stop messages. Msg & data rates may apply.",
+        "es": "Línea de enfermería de {clinic}: escríbanos o llame al {number}. Para emergencias, llame al 911. "
+        "Responda PARAR para no recibir mensajes.",
+    },
+    "call_connecting": {
+        "en": "CareLine: connecting you to the patient of case {case_id}.",
+        "es": "CareLine: conectándole con el paciente del caso {case_id}.",
+    },
+    "call_patient_unreached": {
+        "en": "The patient did not answer. A text message with a callback option was sent.",
+        "es": "El paciente no contestó. Se envió un mensaje de texto con la opción de devolver la llamada.",
+    },
+    "call_patient_unreached_no_sms": {
+        "en": "The patient did not answer. No text message could be sent.",
+        "es": "El paciente no contestó. No se pudo enviar un mensaje de texto.",
+    },
+    "sms_reminder": {
+        "en": "{clinic}: Reminder of your appointment on {when}. Reply CONFIRM to confirm, or CANCEL APPT to "
+        "cancel. If you feel worse, reply WORSE. Reply STOP to stop messages.",
+        "es": "{clinic}: Recordatorio de su cita el {when}. Responda CONFIRMAR para confirmar, o CANCELAR CITA "
+        "para cancelar. Si se siente peor, responda PEOR. Responda PARAR para no recibir mensajes.",
+    },
+    "sms_reminder_confirmed": {
+        "en": "{clinic}: Thank you, your appointment on {when} is confirmed.",
+        "es": "{clinic}: Gracias, su cita del {when} está confirmada.",
+    },
+    "sms_reminder_cancel": {
+        "en": "{clinic}: We received your request to cancel your appointment on {when}; the clinic will "
+        "confirm. To talk to a nurse, call {number}.",
+        "es": "{clinic}: Recibimos su solicitud para cancelar su cita del {when}; la clínica lo confirmará. "
+        "Para hablar con una enfermera, llame al {number}.",
+    },
     "sms_confirmation": {
         "en": "{clinic}: We received your call; a nurse will call you back at {number}. "
         "If the condition gets worse, call 911.",

@@ -163,6 +163,10 @@ CELERY_BEAT_SCHEDULE = {
     "ehr-writeback-sweep": {"task": "ehr.tasks.writeback_sweep", "schedule": 15.0},
     # Outbound SMS still unsent (worker crashed, provider down).
     "ivr-outbound-sweep": {"task": "ivr.tasks.outbound_message_sweep", "schedule": 30.0},
+    # "Call patient" calls still unplaced (worker crashed, Twilio down); expired past their age.
+    "ivr-outbound-call-sweep": {"task": "ivr.tasks.outbound_call_sweep", "schedule": 15.0},
+    # Appointment reminders: resume campaigns whose sender died; stale claimed rows -> unknown.
+    "ivr-reminder-sweep": {"task": "ivr.tasks.reminder_sweep", "schedule": 60.0},
     # Cases whose EHR lookup failed during the call ("EHR context pending").
     "ivr-resolve-pending-patients": {"task": "ivr.tasks.resolve_pending_patients", "schedule": 60.0},
     # Escalation (issue 3): cases past their target -> supervisor alert + on-call page once; surge paging.
@@ -267,6 +271,13 @@ TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="careline-demo-auth-token")
 # The URL Twilio sees (scheme + host [+ port]); signatures are computed over it. Behind a proxy, set it.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+# A "Call patient" call not placed within this many seconds (worker down, Twilio down) is dropped, never
+# placed late: the nurse sees "not placed" on the timeline and may call again.
+OUTBOUND_CALL_MAX_AGE_SECONDS = env.int("OUTBOUND_CALL_MAX_AGE_SECONDS", default=120)
+# Appointment reminders: the SMS provider's rate limit (messages per second; Twilio: 1 per long code,
+# 3 toll-free, 100 short code, more with a Messaging Service) and the rows claimed per transaction.
+REMINDER_RATE_PER_SECOND = env.float("REMINDER_RATE_PER_SECOND", default=1.0)
+REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=50)
 
 # Reservation: how long a nurse has to accept a claimed case before it goes back to the queue (seconds).
 TRIAGE_RESERVATION_SECONDS = env.int("TRIAGE_RESERVATION_SECONDS", default=120)

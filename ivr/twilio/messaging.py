@@ -28,17 +28,19 @@ def sending_enabled() -> bool:
     return bool(settings.TWILIO_ACCOUNT_SID)
 
 
-def send_sms(*, to: str, from_number: str, body: str) -> str:
+def send_sms(*, to: str, from_number: str, body: str, status_callback: str = "") -> str:
     """Send one SMS; returns Twilio's Message SID (`SM...`).
 
-    `to` and `from_number` are E.164. Raises SmsNotConfigured, SmsRejected (4xx except 429), SmsUnavailable
+    `to` and `from_number` are E.164; `status_callback` (absolute URL, optional) receives the delivery
+    status (`POST /ivr/sms/status/`). Raises SmsNotConfigured, SmsRejected (4xx except 429), SmsUnavailable
     (transport errors, 429, 5xx).
     """
     if not sending_enabled():
         raise SmsNotConfigured("TWILIO_ACCOUNT_SID is not set")
     client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
     try:
-        message = client.messages.create(to=to, from_=from_number, body=body)
+        extra = {"status_callback": status_callback} if status_callback else {}
+        message = client.messages.create(to=to, from_=from_number, body=body, **extra)
     except TwilioRestException as exc:
         if exc.status == 429 or exc.status >= 500:
             raise SmsUnavailable(f"HTTP {exc.status} code {exc.code}") from exc

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden, QueryDict
@@ -31,8 +31,21 @@ REQUIRED_PARAMS = ("CallSid", "From", "To")
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 
 
+_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+MESSAGE_REQUIRED_PARAMS = ("MessageSid", "From", "To")
+STATUS_REQUIRED_PARAMS = ("MessageSid", "MessageStatus")
+
+
 class MalformedTwilioRequest(ValueError):
-    """A signed request lacks a parameter every voice webhook carries (CallSid, From, To)."""
+    """A signed request lacks a parameter every webhook of its kind carries (voice: CallSid, From, To;
+    messaging: MessageSid, From, To; message status: MessageSid, MessageStatus)."""
+
+
+def _require(post: QueryDict, names: tuple[str, ...]) -> dict[str, str]:
+    missing = [name for name in names if not str(post.get(name, "")).strip()]
+    if missing:
+        raise MalformedTwilioRequest(f"missing {', '.join(missing)}")
+    return {key: str(post.get(key, "")).strip() for key in post}
 
 
 @dataclass(frozen=True)
@@ -55,10 +68,7 @@ class TwilioCall:
     @classmethod
     def from_post(cls, post: QueryDict) -> TwilioCall:
         """Parse a webhook's form parameters. Raises MalformedTwilioRequest when CallSid/From/To is missing."""
-        missing = [name for name in REQUIRED_PARAMS if not str(post.get(name, "")).strip()]
-        if missing:
-            raise MalformedTwilioRequest(f"missing {', '.join(missing)}")
-        value = {key: str(post.get(key, "")).strip() for key in post}
+        value = _require(post, REQUIRED_PARAMS)
         duration = value.get("CallDuration", "")
         return cls(
             call_sid=value["CallSid"],
@@ -68,6 +78,50 @@ class TwilioCall:
             call_status=value.get("CallStatus", ""),
             call_duration=int(duration) if duration.isdigit() else None,
             params=value,
+        )
+
+
+@dataclass(frozen=True)
+class TwilioMessage:
+    """The parameters of an incoming-message webhook (`POST /ivr/sms/`): `message_sid` (SM.../MM...),
+    `from_number` / `to_number` (E.164), `body` (the text, up to 1,600 characters; "" for media only),
+    `params` every posted parameter."""
+
+    message_sid: str
+    from_number: str
+    to_number: str
+    body: str
+    params: dict[str, str]
+
+    @classmethod
+    def from_post(cls, post: QueryDict) -> TwilioMessage:
+        """Parse the form parameters. Raises MalformedTwilioRequest when MessageSid/From/To is missing."""
+        value = _require(post, MESSAGE_REQUIRED_PARAMS)
+        # The body keeps its inner spacing; only the ends are trimmed (as for every parameter).
+        return cls(
+            message_sid=value["MessageSid"],
+            from_number=value["From"],
+            to_number=value["To"],
+            body=value.get("Body", ""),
+            params=value,
+        )
+
+
+@dataclass(frozen=True)
+class TwilioMessageStatus:
+    """A Messages status callback: `message_sid`, `status` (`MessageStatus`: queued, sent, delivered,
+    undelivered, failed...), `error_code` ("" when none)."""
+
+    message_sid: str
+    status: str
+    error_code: str
+
+    @classmethod
+    def from_post(cls, post: QueryDict) -> TwilioMessageStatus:
+        """Parse the form parameters. Raises MalformedTwilioRequest when MessageSid/MessageStatus is missing."""
+        value = _require(post, STATUS_REQUIRED_PARAMS)
+        return cls(
+            message_sid=value["MessageSid"], status=value["MessageStatus"], error_code=value.get("ErrorCode", "")
         )
 
 
@@ -93,29 +147,51 @@ def signature_is_valid(request: HttpRequest) -> bool:
 
 
 def _sid_for_log(request: HttpRequest) -> str:
-    """The CallSid if it has Twilio's shape (so a forged request cannot inject text into the log), else "-"."""
+    """The CallSid (or MessageSid) if it has Twilio's shape (so a forged request cannot inject text into the
+    log), else "-"."""
     sid = request.POST.get("CallSid", "")
-    return sid if _CALL_SID.match(sid) else "-"
+    if _CALL_SID.match(sid):
+        return sid
+    sid = request.POST.get("MessageSid", "")
+    return sid if _MESSAGE_SID.match(sid) else "-"
 
 
-def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Decorate a Twilio voice webhook view: POST only, CSRF-exempt, signature verified, parameters parsed.
+View = Callable[..., HttpResponse]
 
-    The view is called as `view(request, call: TwilioCall, *args, **kwargs)`. A missing or wrong signature
-    answers 403, a signed request without CallSid/From/To answers 400; neither reaches the view, so nothing
-    is written. The view runs in the database's system scope (`clinics.db_scope`). Log lines carry the path,
-    the reason and the CallSid only (no caller number: PHI).
+
+@overload
+def twilio_webhook(view: View) -> View: ...
+@overload
+def twilio_webhook(*, payload: Callable[[QueryDict], Any]) -> Callable[[View], View]: ...
+
+
+def twilio_webhook(
+    view: View | None = None, *, payload: Callable[[QueryDict], Any] = TwilioCall.from_post
+) -> View | Callable[[View], View]:
+    """Decorate a Twilio webhook view: POST only, CSRF-exempt, signature verified, parameters parsed.
+
+    `@twilio_webhook` (voice): the view is called as `view(request, call: TwilioCall, *args, **kwargs)`.
+    `@twilio_webhook(payload=TwilioMessage.from_post)` (messaging) passes a `TwilioMessage` instead, and
+    `payload=TwilioMessageStatus.from_post` a status callback. A missing or wrong signature answers 403, a
+    signed request without the kind's required parameters answers 400; neither reaches the view, so
+    nothing is written. The view runs in the database's system scope (`clinics.db_scope`). Log lines carry
+    the path, the reason and the Call/Message SID only (no number: PHI).
 
     Every answer is timed (`careline_ivr_webhook_seconds{webhook=<view name>, status}`), and counted towards
     the clinic's IVR latency SLO when the view resolved the clinic (`request.careline_clinic_id`).
     """
+    if view is None:
+        return lambda inner: _verified(inner, payload)
+    return _verified(view, payload)
 
+
+def _verified(view: View, payload: Callable[[QueryDict], Any]) -> View:
     @csrf_exempt
     @require_POST
     @wraps(view)
-    def verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def timed(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         started = time.perf_counter()
-        response = _verified(request, *args, **kwargs)
+        response = verified(request, *args, **kwargs)
         record_ivr_webhook(
             webhook=view.__name__,
             status=response.status_code,
@@ -124,7 +200,7 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         )
         return response
 
-    def _verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def verified(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not signature_is_valid(request):
             reason = "missing" if SIGNATURE_HEADER not in request.headers else "invalid"
             logger.warning(
@@ -132,13 +208,13 @@ def twilio_webhook(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             )
             return HttpResponseForbidden("invalid signature")
         try:
-            call = TwilioCall.from_post(request.POST)
+            parsed = payload(request.POST)
         except MalformedTwilioRequest as exc:
             logger.warning("twilio webhook %s refused: %s (CallSid %s)", request.path, exc, _sid_for_log(request))
             return HttpResponseBadRequest("malformed webhook")
         # Twilio acts for the service, not a staff member: system scope for row-level security (the view finds
         # the clinic from the called number, `To`, and scopes its own queries to it).
         with db_scope.system_scope():
-            return view(request, call, *args, **kwargs)
+            return view(request, parsed, *args, **kwargs)
 
-    return verified
+    return timed
