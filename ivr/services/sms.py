@@ -185,7 +185,9 @@ def _handle(*, inbound: InboundMessage, clinic: Clinic, number: str, body: str, 
     if word == keywords.CALL:
         if not created:
             _note(case, inbound, "Patient replied CALL: asks to be called back")
-        case_set_contact_preference(case_id=case.pk, preference=Case.ContactPreference.CALLBACK, reason="replied CALL")
+        case_set_contact_preference(
+            case_id=case.pk, clinic=clinic, preference=Case.ContactPreference.CALLBACK, reason="replied CALL"
+        )
         if optout.is_opted_out(clinic=clinic, number=number):
             return _twiml(None)
         return _twiml(prompts.text("sms_call_requested", language, **values))

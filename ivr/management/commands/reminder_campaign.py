@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clinics.db_scope import system_scoped
 from clinics.models import Clinic
 from ivr.services.reminders import campaign_create
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--end", required=True)
         parser.add_argument("--name", default="")
 
+    @system_scoped  # operator command: every clinic (PostgreSQL row-level security)
     def handle(self, *args: Any, **options: Any) -> None:
         clinic = Clinic.objects.filter(slug=options["clinic"]).first()
         if clinic is None:
