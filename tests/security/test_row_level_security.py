@@ -30,7 +30,7 @@ from clinics.models import AuditEvent
 from clinics.services import audit_record
 from ehr.hl7.adt import handle_message
 from ehr.models import WriteBack
-from ivr.models import CallLeg
+from ivr.models import AppointmentReminder, CallLeg, InboundMessage, OutboundCall, ReminderCampaign, SmsOptOut
 from ivr.services.messages import outbound_message_record
 from tests.ehr.adt_messages import adt
 from triage.models import Case, CaseEvent
@@ -58,6 +58,15 @@ def _north_rows(personas: Any) -> Case:
         clinic=north, source_id=case.pk, target=WriteBack.Target.FHIR, idempotency_key=f"rls-{case.uuid}", payload={}
     )
     audit_record(clinic=north, actor=personas.alice, action="case.read", object_type="case", object_id=case.pk)
+    # Messaging (two-way SMS, opt-outs, "Call patient", reminders).
+    InboundMessage.objects.create(clinic=north, case=case, message_sid="SM" + uuid.uuid4().hex, from_number="+1555")
+    SmsOptOut.objects.create(clinic=north, number_digest=uuid.uuid4().hex, number="+15553330001")
+    OutboundCall.objects.create(
+        clinic=north, case=case, nurse=personas.alice, nurse_number="+15553330009", patient_number="+15553330001"
+    )
+    now = case.arrived_at
+    campaign = ReminderCampaign.objects.create(clinic=north, name="north", window_start=now, window_end=now)
+    AppointmentReminder.objects.create(campaign=campaign, clinic=north, appointment_id="a1", appointment_start=now)
     return case
 
 
