@@ -49,11 +49,16 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "clinics",
     "triage",
     "ehr",
     "ivr",
     "contactcenter",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -66,9 +71,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the TOTP step
+    "accounts.middleware.SessionTimeoutMiddleware",  # idle / absolute expiry, before anything reads PHI
+    "accounts.middleware.OtpRequiredMiddleware",  # signed in but not OTP-verified: only the OTP pages
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last (django-axes): turns a lockout into accounts.lockout.response
 ]
 
 ROOT_URLCONF = "careline.urls"
@@ -166,6 +175,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username+IP before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+# --- Authentication: MFA, lockout, sessions (README "Security": person or entity authentication) -------------
+# TOTP (django-otp, RFC 6238): the issuer shown in authenticator apps.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CareLine")
+# Lockout (django-axes): AXES_FAILURE_LIMIT failed password or OTP attempts per username + IP lock that pair
+# for AXES_COOLOFF_MINUTES; the page says so, the API answers 429 JSON; audited as `auth.lockout`.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.response"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "token"]
+AXES_VERBOSE = False
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]  # behind a proxy: set the proxy's header first
+# Sessions: idle and absolute limits, enforced server-side for HTTP (accounts.middleware) and WebSockets
+# (careline.ws). The console's keepalive ping is not activity (a nurse who walked away is signed out).
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=15 * 60)
+SESSION_ABSOLUTE_TIMEOUT_SECONDS = env.int("SESSION_ABSOLUTE_TIMEOUT_SECONDS", default=12 * 60 * 60)
+# WebSockets (careline.ws): largest client frame accepted (bytes; larger -> close 1009) and the per-user token
+# bucket shared by every process through the cache (burst size, refill per second; empty bucket -> close 1008).
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+WS_RATE_BURST = env.int("WS_RATE_BURST", default=30)
+WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=2.0)
+# Break-glass (triage.breakglass): charts of cases closed longer ago than this need a supervisor's break-glass
+# grant with a written reason, valid BREAKGLASS_GRANT_MINUTES, flagged for review.
+CHART_OPEN_WINDOW_HOURS = env.int("CHART_OPEN_WINDOW_HOURS", default=72)
+BREAKGLASS_GRANT_MINUTES = env.int("BREAKGLASS_GRANT_MINUTES", default=60)
 LOGIN_REDIRECT_URL = "console:queue"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -281,7 +321,7 @@ LOGGING = {
     },
 }
 
-SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT_SECONDS
 
 # --- Security headers (every environment, not only production: the console must work under them) ----------
 # Content-Security-Policy (django-csp 4). No 'unsafe-inline' anywhere: templates carry no inline <script>
