@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from careline.ws import GuardedConsumerMixin
 from clinics import events
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
@@ -63,12 +64,17 @@ def _presence(action: str, user: User) -> None:
         }[action](user=user)
 
 
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):
-    """Forwards a clinic's console events to one nurse's (or supervisor's) browser."""
+class ConsoleConsumer(GuardedConsumerMixin, AsyncJsonWebsocketConsumer):
+    """Forwards a clinic's console events to one nurse's (or supervisor's) browser.
+
+    `GuardedConsumerMixin` (careline.ws) first: OTP-verified unexpired session, per-user group (closed on
+    logout, deactivation, expiry), 64 KiB frames, per-user rate limit."""
 
     groups_joined: tuple[str, ...] = ()
 
     async def connect(self) -> None:
+        if not await self.guard_connect():
+            return
         membership = await _membership(self.scope.get("user"))
         if membership is None:
             await self.close(code=CLOSE_FORBIDDEN)
@@ -84,6 +90,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await _presence("connect", self.scope["user"])
 
     async def disconnect(self, code: int) -> None:
+        await self.guard_disconnect()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.groups_joined:

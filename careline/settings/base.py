@@ -316,6 +316,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # one INFO line per sign-in; lockouts are audited (auth.lockout)
         # No PHI in logs: FHIR search URLs carry phone numbers, birth dates, MRNs in their query string.
         "urllib3.connectionpool": {"filters": ["redact_url_query"]},
     },

@@ -45,6 +45,8 @@ function signal(name, detail = {}) {
  * Keep one WebSocket open to `path`, reconnecting with capped exponential backoff and jitter.
  * `onOpen()` runs on every (re)connect; `onEvent({event, payload})` on every console event.
  */
+const SESSION_ENDED = 4401;
+
 export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
   let attempt = 0;
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
@@ -72,8 +74,14 @@ export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
       }
       if (data && typeof data.event === "string" && data.event !== "pong") onEvent?.(data);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (heartbeat) window.clearInterval(heartbeat);
+      // 4401: the session ended (sign-out elsewhere, expiry, account disabled). Reloading leads to sign-in.
+      if (event.code === SESSION_ENDED) {
+        setStatus("offline", "Signed out");
+        window.location.reload();
+        return;
+      }
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** attempt) * (0.75 + Math.random() * 0.5);
       attempt += 1;
       setStatus("offline", `Offline — retrying in ${Math.ceil(delay / 1000)} s`);
