@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -35,7 +36,7 @@ OTP_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/ivr/", "/simulator/", "/.well
 
 
 def session_expired_reason(session: object, *, now: float | None = None) -> str:
-    """"idle", "absolute" or "" for a session mapping holding the stamps (missing stamps: not expired)."""
+    """ "idle", "absolute" or "" for a session mapping holding the stamps (missing stamps: not expired)."""
     now = time.time() if now is None else now
     get = getattr(session, "get", None)
     if get is None:
@@ -124,5 +125,5 @@ class OtpRequiredMiddleware:
         ):
             if _wants_json(request):
                 return JsonResponse({"detail": "Two-factor verification required."}, status=403)
-            return redirect(f"{reverse('otp-verify')}?next={request.get_full_path()}")
+            return redirect(f"{reverse('otp-verify')}?{urlencode({'next': request.get_full_path()})}")
         return self.get_response(request)

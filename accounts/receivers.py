@@ -43,7 +43,9 @@ def _on_failure(sender: Any, credentials: dict[str, Any], request: Any = None, *
 
 
 @receiver(user_locked_out)
-def _on_lockout(sender: Any, request: Any, username: str | None = None, ip_address: str | None = None, **kw: Any) -> None:
+def _on_lockout(
+    sender: Any, request: Any, username: str | None = None, ip_address: str | None = None, **kw: Any
+) -> None:
     """django-axes locked username + IP out: `auth.lockout`."""
     user = _user_named(username)
     if user is not None:

@@ -35,8 +35,9 @@ BACKUP_CODE_COUNT = 10
 def audit_auth(*, user: AbstractBaseUser | AnonymousUser | None, action: str, reason: str = "") -> None:
     """Append an `auth.*` row to the user's clinic audit log (users of no clinic: a log line only, no PHI).
 
-    Actions: `auth.login` (password and OTP passed), `auth.failure` (wrong password or OTP code), `auth.lockout`, `auth.logout`, `auth.session_expired`,
-    `auth.mfa_enrolled`, `auth.deactivated`, `ws.frame_too_large`, `ws.rate_limited`.
+    Actions: `auth.login` (password and OTP passed), `auth.failure` (wrong password or OTP code),
+    `auth.lockout`, `auth.logout`, `auth.session_expired`,
+    `auth.mfa_enrolled`, `ws.frame_too_large`, `ws.rate_limited`.
     """
     member = None
     if user is not None and user.pk is not None:

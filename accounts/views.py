@@ -9,6 +9,7 @@ lockout as wrong passwords (username + IP).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import django_otp
 from axes.handlers.proxy import AxesProxyHandler
@@ -19,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
@@ -44,9 +46,7 @@ def _locked(request: HttpRequest, username: str) -> bool:
 def _count_failure(request: HttpRequest, username: str) -> bool:
     """Record a wrong OTP code with django-axes (and the audit receiver); True if that locked the account."""
     AxesProxyHandler.update_request(request)
-    user_login_failed.send(
-        sender=__name__, credentials={"username": username, "careline_step": "otp"}, request=request
-    )
+    user_login_failed.send(sender=__name__, credentials={"username": username, "careline_step": "otp"}, request=request)
     return bool(getattr(request, "axes_locked_out", False))
 
 
@@ -64,7 +64,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
     if user.is_verified():
         return redirect(_next(request))
     if services.confirmed_totp(user) is None:
-        return redirect(f"/accounts/otp/enrol/?next={_next(request)}")
+        return redirect(f"/accounts/otp/enrol/?{urlencode({'next': _next(request)})}")
     if _locked(request, user.get_username()):
         return _lockout_reply(request)
     error = ""
@@ -90,7 +90,7 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
     password-only session (that would let a stolen password bypass MFA)."""
     user: Any = request.user
     if services.confirmed_totp(user) is not None:
-        return redirect(f"/accounts/otp/?next={_next(request)}")
+        return redirect(f"/accounts/otp/?{urlencode({'next': _next(request)})}")
     if _locked(request, user.get_username()):
         return _lockout_reply(request)
     device = services.totp_enrolment_device(user)
@@ -129,6 +129,10 @@ class ObtainTokenApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+    )
     def post(self, request: Request) -> Response | HttpResponse:
         data = TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -26,8 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from careline.ws import GuardedConsumerMixin
-from clinics import events
-from clinics.models import StaffMember
+from clinics import events, roles
 from clinics.selectors import NotStaff, staff_for_user
 from contactcenter import presence
 
@@ -38,19 +37,16 @@ if TYPE_CHECKING:
 CLOSE_FORBIDDEN = 4403
 
 
-SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
-
-
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _membership(user: User | AnonymousUser | None) -> tuple[int, str] | None:
-    """(clinic id, role) of a staff user, None for anyone else."""
+def _membership(user: User | AnonymousUser | None) -> tuple[int, bool] | None:
+    """(clinic id, whether the user holds `clinics.supervise_clinic`) of a staff user, None for anyone else."""
     if user is None:
         return None
     try:
         staff = staff_for_user(user)
     except NotStaff:
         return None
-    return staff.clinic_id, staff.role
+    return staff.clinic_id, user.has_perm(roles.SUPERVISE)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -79,9 +75,9 @@ class ConsoleConsumer(GuardedConsumerMixin, AsyncJsonWebsocketConsumer):
         if membership is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        clinic_id, role = membership
+        clinic_id, supervises = membership
         groups = [events.group_name(clinic_id)]
-        if role in SUPERVISOR_ROLES:  # supervisor-only events (alerts): never sent to nurses' sockets
+        if supervises:  # supervisor-only events (alerts): never sent to nurses' sockets
             groups.append(events.supervisor_group_name(clinic_id))
         self.groups_joined = tuple(groups)
         for group in self.groups_joined:

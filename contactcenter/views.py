@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from clinics import roles
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
@@ -80,13 +81,16 @@ def _domain_errors() -> Iterator[None]:
 
 
 def staff_view(view: View) -> View:
-    """Login required, staff membership required (403 otherwise), domain errors mapped once."""
+    """Login required, staff membership and the `clinics.work_cases` permission required (403 otherwise),
+    domain errors mapped once."""
 
     @wraps(view)
     @login_required
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with _domain_errors():
             staff = staff_for_user(request.user)
+        if not request.user.has_perm(roles.WORK_CASES):
+            raise PermissionDenied("Your role does not include the console.")
         request.staff = staff  # type: ignore[attr-defined]
         try:
             with _domain_errors():
@@ -135,13 +139,10 @@ def _header_context(request: HttpRequest) -> dict[str, Any]:
     row = AgentPresence.objects.filter(user=_nurse(request)).first()
     return {
         "staff": staff,
-        "is_supervisor": staff.role in SUPERVISOR_ROLES,
+        "is_supervisor": request.user.has_perm(roles.SUPERVISE),
         "presence_state": row.state if row else AgentPresence.State.OFFLINE,
         "presence_choices": [(s.value, s.label) for s in AgentPresence.State if s.value in presence.SETTABLE_STATES],
     }
-
-
-SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
 
 
 @require_GET
@@ -216,7 +217,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "can_change_acuity": case.state in OPEN_STATES,
             "acuity_levels": [(level, selectors.acuity_label(level)) for level in range(1, 6)],
             "overrides": case.acuity_overrides.select_related("requested_by", "cosigned_by"),
-            "is_supervisor": request.staff.role == "supervisor",  # type: ignore[attr-defined]
+            "is_supervisor": request.user.has_perm(roles.COSIGN_ACUITY),
         },
     )
 
@@ -293,7 +294,7 @@ def callback_attempt(request: HttpRequest, case_id: int) -> HttpResponse:
 
 def _supervisor_dashboard(request: HttpRequest) -> StaffMember:
     staff: StaffMember = request.staff  # type: ignore[attr-defined]
-    if staff.role not in SUPERVISOR_ROLES:
+    if not request.user.has_perm(roles.SUPERVISE):
         raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
     return staff
 
@@ -320,7 +321,7 @@ async def dashboard_staffing(request: HttpRequest) -> HttpResponse:
         staff = await sync_to_async(staff_for_user)(user)
     except NotStaff as exc:
         raise PermissionDenied("Not a member of any clinic.") from exc
-    if staff.role not in SUPERVISOR_ROLES:
+    if not await sync_to_async(user.has_perm)(roles.SUPERVISE):
         raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
     try:
         typed = parse_arrivals(request.GET.get("arrivals_per_hour", ""))

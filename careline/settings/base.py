@@ -176,7 +176,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username+IP before the password check
+    "accounts.backends.LockoutBackend",  # django-axes, first: refuses a locked-out username+IP before the password
     "django.contrib.auth.backends.ModelBackend",
 ]
 # --- Authentication: MFA, lockout, sessions (README "Security": person or entity authentication) -------------

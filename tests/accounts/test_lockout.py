@@ -20,7 +20,10 @@ def _fail_passwords(times: int, username: str = "alice", ip: str = "10.0.0.5") -
 
 def test_five_wrong_passwords_lock_the_account_from_that_address_even_for_the_right_one(personas):
     _fail_passwords(4)
-    assert Client(REMOTE_ADDR="10.0.0.5").post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+    assert (
+        Client(REMOTE_ADDR="10.0.0.5").post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code
+        == 302
+    )
     Client(REMOTE_ADDR="10.0.0.5").post("/accounts/logout/")
     _fail_passwords(5)
     locked = Client(REMOTE_ADDR="10.0.0.5").post("/accounts/login/", {"username": "alice", "password": PASSWORD})

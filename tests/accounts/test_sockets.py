@@ -62,7 +62,8 @@ async def still_open(communicator: WebsocketCommunicator) -> bool:
 async def test_a_password_only_session_cannot_open_a_socket(personas):
     await database_sync_to_async(current_totp)(personas.alice)
     client = Client()
-    assert (await database_sync_to_async(client.post)("/accounts/login/", {"username": "alice", "password": PASSWORD})).status_code == 302  # fmt: skip
+    login = database_sync_to_async(client.post)
+    assert (await login("/accounts/login/", {"username": "alice", "password": PASSWORD})).status_code == 302
     communicator = WebsocketCommunicator(application, "/ws/console/", headers=[ORIGIN, (b"cookie", _cookie(client))])
     connected, code = await communicator.connect(timeout=5)
     assert not connected and code == 4403

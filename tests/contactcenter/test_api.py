@@ -38,7 +38,9 @@ def test_token_auth_issues_a_token_that_authenticates(personas, make_case):
 
 
 def test_token_auth_refuses_a_wrong_password(personas):
-    response = APIClient().post(f"{API}/auth/token/", {"username": "alice", "password": "nope", "otp_token": "000000"}, format="json")
+    response = APIClient().post(
+        f"{API}/auth/token/", {"username": "alice", "password": "nope", "otp_token": "000000"}, format="json"
+    )
     assert response.status_code == 400
     assert "token" not in response.json()
 
