@@ -15,6 +15,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -38,9 +39,10 @@ from contactcenter.dashboard import (
 )
 from contactcenter.models import AgentPresence
 from ehr.types import EhrError
+from triage import breakglass
 from triage.dispositions import ladder_for
 from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
-from triage.models import OPEN_STATES, AcuityOverride, CallbackAttempt, Case, CaseState
+from triage.models import OPEN_STATES, AcuityOverride, BreakGlassGrant, CallbackAttempt, Case, CaseState
 from triage.selectors import queue_list, routing_ledger
 
 if TYPE_CHECKING:
@@ -78,6 +80,10 @@ def _domain_errors() -> Iterator[None]:
         raise PermissionDenied(str(exc)) from exc
     except InvalidOverride as exc:
         raise _Conflict(str(exc)) from exc
+    except breakglass.BreakGlassRefused as exc:
+        raise _Conflict(str(exc)) from exc
+    except BreakGlassGrant.DoesNotExist as exc:
+        raise Http404("No such break-glass grant.") from exc
 
 
 def staff_view(view: View) -> View:
@@ -188,8 +194,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     )
     chart = None
     chart_error = ""
+    chart_restricted = False
     try:
         chart = selectors.access_patient_chart(user=_nurse(request), case=case, source_ip=_source_ip(request))
+    except selectors.ChartRestricted:
+        chart_restricted = True
     except EhrError:
         # No PHI in logs: the case id is enough to find the event.
         logger.warning("chart unavailable for case %s", case.pk, exc_info=True)
@@ -203,6 +212,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "case": case,
             "chart": chart,
             "chart_error": chart_error,
+            "chart_restricted": chart_restricted,
+            "chart_grant": breakglass.active_grant(user=request.user, case=case) if chart is not None else None,
+            "can_break_glass": request.user.has_perm(roles.GRANT_BREAK_GLASS),
+            "chart_window_hours": settings.CHART_OPEN_WINDOW_HOURS,
+            "breakglass_minutes": settings.BREAKGLASS_GRANT_MINUTES,
             "mine": mine,
             "can_accept": mine and case.state == CaseState.RESERVED,
             "can_release": mine and case.state == CaseState.RESERVED,
@@ -374,3 +388,38 @@ def acuity_cosign(request: HttpRequest, case_id: int, override_id: int) -> HttpR
     services.acuity_cosign(user=_nurse(request), override_id=override_id, approve=approve)
     messages.success(request, "Lower acuity co-signed." if approve else "Lower acuity declined.")
     return redirect("console:case", case_id=case_id)
+
+
+@require_POST
+@staff_view
+def case_break_glass(request: HttpRequest, case_id: int) -> HttpResponse:
+    """A supervisor opens an older case's chart for BREAKGLASS_GRANT_MINUTES with a written reason
+    (`triage.breakglass`); others get the refusal as a message on the case page."""
+    breakglass.break_glass_grant(
+        user=_nurse(request), case_id=case_id, reason=request.POST.get("reason", ""), source_ip=_source_ip(request)
+    )
+    messages.warning(request, f"Break-glass access for {settings.BREAKGLASS_GRANT_MINUTES} minutes: reviewed later.")
+    return redirect("console:case", case_id=case_id)
+
+
+def _reviewer(request: HttpRequest) -> None:
+    if not request.user.has_perm(roles.REVIEW_BREAK_GLASS):
+        raise PermissionDenied("Break-glass review is for clinic admins.")
+
+
+@require_GET
+@staff_view
+def break_glass_review_page(request: HttpRequest) -> HttpResponse:
+    """Every break-glass grant of the clinic, unreviewed first (`clinics.review_break_glass`; others 403)."""
+    _reviewer(request)
+    grants = breakglass.grants_for_review(user=_nurse(request))
+    return render(request, "console/admin_break_glass.html", {"grants": grants, **_header_context(request)})
+
+
+@require_POST
+@staff_view
+def break_glass_reviewed(request: HttpRequest, grant_id: int) -> HttpResponse:
+    """Mark one grant reviewed, with an optional note (another clinic's or unknown grant: 404)."""
+    _reviewer(request)
+    breakglass.break_glass_review(user=_nurse(request), grant_id=grant_id, note=request.POST.get("note", ""))
+    return redirect("console:break-glass-admin")
