@@ -78,7 +78,8 @@ class Personas:
 
 @pytest.fixture
 def personas(db: None) -> Personas:
-    """Clinics North and South with their staff (see module docstring). Password for all: PASSWORD."""
+    """Clinics North and South with their staff (see module docstring). Password for all: PASSWORD; each has
+    a confirmed TOTP device with TEST_TOTP_KEY (`current_totp(user)` gives the code)."""
     from clinics.services import clinic_create, staff_create
 
     north = clinic_create(slug="north", name="North Clinic", twilio_number=NORTH_NUMBER, on_call_number=NORTH_ON_CALL)
@@ -89,6 +90,8 @@ def personas(db: None) -> Personas:
     dave = staff_create(clinic=north, role="nurse", username="dave", password=PASSWORD, first_name="Dave").user
     bob = staff_create(clinic=north, role="supervisor", username="bob", password=PASSWORD, first_name="Bob").user
     carol = staff_create(clinic=south, role="nurse", username="carol", password=PASSWORD, first_name="Carol").user
+    for user in (alice, dave, bob, carol):  # enrolled in MFA: the sign-in pages ask for a code, not enrolment
+        otp_device_for(user)
     return Personas(north=north, south=south, alice=alice, bob=bob, carol=carol, dave=dave)
 
 
