@@ -9,7 +9,7 @@ everything else out until then. HIPAA 45 CFR 164.312(d) (person or entity authen
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import django_otp
 import segno
@@ -21,7 +21,7 @@ from clinics.models import StaffMember
 from clinics.services import audit_record
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
     from django.http import HttpRequest
     from django_otp.models import Device
 
@@ -47,7 +47,7 @@ def audit_auth(*, user: AbstractBaseUser | AnonymousUser | None, action: str, re
         return
     audit_record(
         clinic=member.clinic,
-        actor=user if user is not None and user.is_authenticated else None,
+        actor=cast("User", user) if user is not None and user.is_authenticated else None,
         action=action,
         object_type="user",
         object_id=str(user.pk) if user is not None else "",

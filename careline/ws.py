@@ -32,7 +32,7 @@ import logging
 import time
 import weakref
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -80,7 +80,8 @@ async def take_token(user_id: int) -> bool:
         client = _clients.get(loop)
         if client is None:
             client = _clients[loop] = redis.Redis.from_url(settings.REDIS_URL)
-        prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "careline")
+        layer_config: Any = settings.CHANNEL_LAYERS["default"]
+        prefix = layer_config.get("CONFIG", {}).get("prefix", "careline")
         key = f"{prefix}:ws-rate:{user_id}"
         return bool(await client.eval(_TOKEN_BUCKET_LUA, 1, key, burst, rate))
     now = time.monotonic()
@@ -152,6 +153,10 @@ class GuardedConsumerMixin:
     channel_layer: Any
     guarded_user_id: int | None = None
     _session_watch: asyncio.Task[None] | None = None
+
+    if TYPE_CHECKING:  # provided by the Channels consumer class this is mixed into
+
+        async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
 
     async def guard_connect(self) -> bool:
         """Run the connect checks; on success join the user's group and start the session watcher (True)."""
