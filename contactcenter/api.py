@@ -13,11 +13,12 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clinics import roles
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
 from contactcenter import escalation, protocols, selectors, services
@@ -52,8 +53,20 @@ ERRORS = {
 }
 
 
+class WorksCases(permissions.BasePermission):
+    """The caller holds `clinics.work_cases` (every staff role; clinics.roles)."""
+
+    message = "Your role does not include the console API."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm(roles.WORK_CASES))
+
+
 class ClinicAPIView(APIView):
-    """Base of every console API view: maps domain errors to HTTP replies (the one place)."""
+    """Base of every console API view: maps domain errors to HTTP replies (the one place). Authenticated
+    callers with `clinics.work_cases` only."""
+
+    permission_classes = [permissions.IsAuthenticated, WorksCases]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, NotStaff):

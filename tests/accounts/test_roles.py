@@ -62,3 +62,16 @@ def test_the_console_needs_the_work_cases_permission(personas):
     assert _client(personas.alice).get("/console/").status_code == 200
     personas.alice.groups.clear()
     assert _client(personas.alice).get("/console/").status_code == 403
+
+
+def test_the_api_needs_the_work_cases_permission(personas):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(personas.alice)
+    assert api.get("/api/v1/cases/").status_code == 200
+    personas.alice.groups.clear()
+    personas.alice = type(personas.alice).objects.get(pk=personas.alice.pk)  # no cached permissions
+    api.force_authenticate(personas.alice)
+    response = api.get("/api/v1/cases/")
+    assert response.status_code == 403 and "role" in response.json()["detail"]
