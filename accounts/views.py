@@ -156,5 +156,6 @@ class ObtainTokenApi(APIView):
                 return lockout.response(django_request)
             return Response({"detail": "Unable to sign in with those credentials."}, status=status.HTTP_400_BAD_REQUEST)
         services.audit_auth(user=user, action="auth.login", reason=f"API token, second factor: {device.name}")
-        token, _ = Token.objects.get_or_create(user=user)
+        Token.objects.filter(user=user).delete()  # a fresh token: its 12 h start now
+        token = Token.objects.create(user=user)
         return Response({"token": token.key})
