@@ -204,6 +204,17 @@ class StaffMember(models.Model):
     on_shift = models.BooleanField(default=True)
     licensed_states = models.JSONField(default=list, blank=True)
 
+    class Meta:
+        # The role permissions (clinics.roles): granted through the role's Group, checked with user.has_perm.
+        permissions = [
+            ("work_cases", "Work cases in the nurse console"),
+            ("supervise_clinic", "Supervise the clinic (dashboard, alerts, co-sign acuity changes)"),
+            ("cosign_acuity", "Co-sign a nurse's lowering of acuity"),
+            ("grant_break_glass", "Open an older case's chart by break-glass, with a reason"),
+            ("administer_clinic", "Administer the clinic (routing, protocols, interfaces, audit log)"),
+            ("review_break_glass", "Review break-glass grants"),
+        ]
+
     def __str__(self) -> str:
         return f"{self.user.get_username()} ({self.role}, {self.clinic.slug})"
 

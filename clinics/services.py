@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clinics import request_id
 from clinics.models import AUDIT_GENESIS_HASH, AuditEvent, Clinic, StaffMember
+from clinics.roles import sync_role_group
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -107,7 +108,8 @@ def clinic_create(
 
 @transaction.atomic
 def staff_create(*, clinic: Clinic, role: str, username: str, password: str, **profile: object) -> StaffMember:
-    """Create (or reset the password and role of) a staff user in `clinic`.
+    """Create (or reset the password and role of) a staff user in `clinic`, in the role's Group
+    (`clinics.roles`: the role's permissions).
 
     Raises ValueError for an unknown role. `profile` may hold `first_name`, `last_name`, `skills`,
     `languages`.
@@ -130,4 +132,5 @@ def staff_create(*, clinic: Clinic, role: str, username: str, password: str, **p
             "languages": list(profile.get("languages", ["en"]) or []),  # type: ignore[call-overload]
         },
     )
+    sync_role_group(user=user, role=role)
     return member

@@ -14,12 +14,12 @@ from typing import Any
 from django.db import connection
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinics import db_scope
+from clinics import db_scope, roles
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
 from contactcenter import escalation, protocols, selectors, services
@@ -54,11 +54,23 @@ ERRORS = {
 }
 
 
+class WorksCases(permissions.BasePermission):
+    """The caller holds `clinics.work_cases` (every staff role; clinics.roles)."""
+
+    message = "Your role does not include the console API."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm(roles.WORK_CASES))
+
+
 class ClinicAPIView(APIView):
-    """Base of every console API view: maps domain errors to HTTP replies (the one place), and runs the view in
-    the authenticated user's clinic scope (PostgreSQL row-level security, `clinics.db_scope`): DRF authenticates
-    inside the view (token), after `ClinicScopeMiddleware` saw an anonymous request; the middleware's scope
-    restores the previous value when the response is done."""
+    """Base of every console API view: maps domain errors to HTTP replies (the one place), allows authenticated
+    callers with `clinics.work_cases` only, and runs the view in the authenticated user's clinic scope
+    (PostgreSQL row-level security, `clinics.db_scope`): DRF authenticates inside the view (token), after
+    `ClinicScopeMiddleware` saw an anonymous request; the middleware's scope restores the previous value when
+    the response is done."""
+
+    permission_classes = [permissions.IsAuthenticated, WorksCases]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles

@@ -2,12 +2,12 @@
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from accounts.views import ObtainTokenApi
 from contactcenter import api
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", ObtainTokenApi.as_view(), name="api-token"),
     path("cases/", api.CaseListApi.as_view(), name="api-case-list"),
     path("cases/next/", api.CaseNextApi.as_view(), name="api-case-next"),
     path("cases/<int:case_id>/", api.CaseDetailApi.as_view(), name="api-case-detail"),

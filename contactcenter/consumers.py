@@ -30,8 +30,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from careline.drain import DrainAware
-from clinics import db_scope, events
-from clinics.models import StaffMember
+from careline.ws import GuardedConsumerMixin
+from clinics import db_scope, events, roles
 from clinics.selectors import NotStaff, staff_for_user
 from contactcenter import presence
 
@@ -42,19 +42,16 @@ if TYPE_CHECKING:
 CLOSE_FORBIDDEN = 4403
 
 
-SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
-
-
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _membership(user: User | AnonymousUser | None) -> tuple[int, str] | None:
-    """(clinic id, role) of a staff user, None for anyone else."""
+def _membership(user: User | AnonymousUser | None) -> tuple[int, bool] | None:
+    """(clinic id, whether the user holds `clinics.supervise_clinic`) of a staff user, None for anyone else."""
     if user is None:
         return None
     try:
         staff = staff_for_user(user)
     except NotStaff:
         return None
-    return staff.clinic_id, staff.role
+    return staff.clinic_id, user.has_perm(roles.SUPERVISE)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -69,24 +66,28 @@ def _presence(action: str, user: User, clinic_id: int) -> None:
         }[action](user=user)
 
 
-class ConsoleConsumer(DrainAware, AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(GuardedConsumerMixin, DrainAware, AsyncJsonWebsocketConsumer):
     """Forwards a clinic's console events to one nurse's (or supervisor's) browser.
 
-    Drain-aware (`careline.drain`, policy "close"): refused with close code 4013 while its node drains; when
-    the drain starts, open consoles get `{"event": "reconnect"}` and a 4012 close, and reconnect elsewhere."""
+    `GuardedConsumerMixin` (careline.ws) first: OTP-verified unexpired session, per-user group (closed on
+    logout, deactivation, expiry), 64 KiB frames, per-user rate limit. Drain-aware (`careline.drain`, policy
+    "close"): refused with close code 4013 while its node drains; when the drain starts, open consoles get
+    `{"event": "reconnect"}` and a 4012 close, and reconnect elsewhere."""
 
     groups_joined: tuple[str, ...] = ()
     clinic_id: int = 0
 
     async def connect(self) -> None:
+        if not await self.guard_connect():
+            return
         membership = await _membership(self.scope.get("user"))
         if membership is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        clinic_id, role = membership
+        clinic_id, supervises = membership
         self.clinic_id = clinic_id
         groups = [events.group_name(clinic_id)]
-        if role in SUPERVISOR_ROLES:  # supervisor-only events (alerts): never sent to nurses' sockets
+        if supervises:  # supervisor-only events (alerts): never sent to nurses' sockets
             groups.append(events.supervisor_group_name(clinic_id))
         self.groups_joined = tuple(groups)
         for group in self.groups_joined:
@@ -95,6 +96,7 @@ class ConsoleConsumer(DrainAware, AsyncJsonWebsocketConsumer):
         await _presence("connect", self.scope["user"], self.clinic_id)
 
     async def disconnect(self, code: int) -> None:
+        await self.guard_disconnect()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.groups_joined:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
+from clinics import roles
 from clinics.models import StaffMember
 from clinics.selectors import staff_for_user
 from ehr.fhir.questionnaire import QuestionnaireQuestion, questionnaire_json
@@ -33,7 +34,7 @@ class NotClinicAdmin(Exception):
 def require_admin(user: User | AnonymousUser) -> StaffMember:
     """The user's membership if they are a clinic admin. Raises NotStaff, NotClinicAdmin."""
     staff = staff_for_user(user)
-    if staff.role != StaffMember.Role.ADMIN:
+    if not user.has_perm(roles.ADMINISTER):
         raise NotClinicAdmin("clinic admins only")
     return staff
 

@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from clinics.models import Clinic, StaffMember
+from clinics import roles
+from clinics.models import Clinic
 from clinics.services import audit_record
 from contactcenter.routing_forms import BusinessHoursForm, HolidayForm, QueueForm, RoutingRuleForm
 from contactcenter.views import staff_view
@@ -29,12 +30,12 @@ View = Callable[..., HttpResponse]
 
 
 def admin_view(view: View) -> View:
-    """`staff_view` plus role admin (403 otherwise)."""
+    """`staff_view` plus the `clinics.administer_clinic` permission (role clinic admin; 403 otherwise)."""
 
     @staff_view
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.staff.role != StaffMember.Role.ADMIN:  # type: ignore[attr-defined]
+        if not request.user.has_perm(roles.ADMINISTER):
             raise PermissionDenied("Clinic admins only.")
         return view(request, *args, **kwargs)
 

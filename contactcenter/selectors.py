@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from clinics.models import Clinic
@@ -21,6 +22,7 @@ from ehr.models import WriteBack
 from ehr.phone import InvalidPhoneNumber, to_e164
 from ehr.types import PatientContext
 from ivr.models import InboundMessage, OutboundCall, OutboundMessage
+from triage import breakglass
 from triage.dispositions import BY_CODE as DISPOSITIONS_BY_CODE
 from triage.dispositions import ladder_for
 from triage.models import Case, CaseEvent
@@ -58,6 +60,10 @@ def disposition_display(code: str, clinic: Clinic | None = None) -> str:
     return disposition.display if disposition else ""
 
 
+class ChartRestricted(Exception):
+    """The chart is outside the user's normal access (an older case, no break-glass grant)."""
+
+
 def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None) -> PatientContext | None:
     """The EHR chart of `case`'s patient, for `user`; every successful read is audited.
 
@@ -65,6 +71,8 @@ def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None
     read and nothing is audited. Otherwise reads `ehr.services.load_patient_context` (which may answer
     from its short cache) and appends an audit row `chart.read` (actor, case id, FHIR Patient id, source
     IP) for every read, cached or not (HIPAA access accounting counts disclosures, not EHR round trips).
+    The chart of a case that ended more than CHART_OPEN_WINDOW_HOURS ago needs an active break-glass grant
+    (`triage.breakglass`; its id goes in the audit row's reason), else ChartRestricted (nothing read).
     Raises Case.DoesNotExist when the case belongs to another clinic (callers answer 404; no audit row),
     NotStaff for non-staff users, and `ehr.types.EhrUnavailable` when the EHR cannot be read (nothing
     was shown, so nothing is audited; the console shows "chart unavailable").
@@ -74,6 +82,9 @@ def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None
         raise Case.DoesNotExist("case of another clinic")
     if not case.patient_fhir_id:
         return None
+    access = breakglass.chart_access(user=user, case=case)
+    if not access.allowed:
+        raise ChartRestricted(f"case {case.pk}: ended more than {settings.CHART_OPEN_WINDOW_HOURS} h ago")
     context = ehr_services.load_patient_context(case.patient_fhir_id, case_key=str(case.uuid))
     audit_record(
         clinic=staff.clinic,
@@ -83,6 +94,7 @@ def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None
         object_id=case.pk,
         patient_ref=case.patient_fhir_id,
         source_ip=source_ip,
+        reason=f"break-glass #{access.grant.pk}" if access.grant is not None else "",
     )
     return context
 

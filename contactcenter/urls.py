@@ -41,6 +41,9 @@ urlpatterns = [
         "admin/routing/holidays/<int:holiday_id>/delete/", routing_views.holiday_delete, name="routing-holiday-delete"
     ),
     path("cases/<int:case_id>/acuity/", views.case_acuity, name="case-acuity"),
+    path("cases/<int:case_id>/break-glass/", views.case_break_glass, name="case-break-glass"),
+    path("admin/break-glass/", views.break_glass_review_page, name="break-glass-admin"),
+    path("admin/break-glass/<int:grant_id>/reviewed/", views.break_glass_reviewed, name="break-glass-reviewed"),
     path("cases/<int:case_id>/acuity/<int:override_id>/cosign/", views.acuity_cosign, name="case-acuity-cosign"),
     path("admin/protocols/", admin_views.protocol_list, name="admin-protocols"),
     path("admin/protocols/install/", admin_views.library_install, name="admin-protocols-install"),

@@ -25,6 +25,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from clinics import roles
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
@@ -40,9 +41,10 @@ from contactcenter.models import AgentPresence
 from ehr.types import EhrError
 from ivr.services import optout
 from ivr.services.outbound_calls import CallNotPossible, active_call
+from triage import breakglass
 from triage.dispositions import ladder_for
 from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
-from triage.models import OPEN_STATES, AcuityOverride, CallbackAttempt, Case, CaseState
+from triage.models import OPEN_STATES, AcuityOverride, BreakGlassGrant, CallbackAttempt, Case, CaseState
 from triage.selectors import queue_list, routing_ledger
 
 if TYPE_CHECKING:
@@ -82,16 +84,23 @@ def _domain_errors() -> Iterator[None]:
         raise _Conflict(str(exc)) from exc
     except (CallNotPossible, conversation.MessageNotPossible) as exc:
         raise _Conflict(str(exc)) from exc
+    except breakglass.BreakGlassRefused as exc:
+        raise _Conflict(str(exc)) from exc
+    except BreakGlassGrant.DoesNotExist as exc:
+        raise Http404("No such break-glass grant.") from exc
 
 
 def staff_view(view: View) -> View:
-    """Login required, staff membership required (403 otherwise), domain errors mapped once."""
+    """Login required, staff membership and the `clinics.work_cases` permission required (403 otherwise),
+    domain errors mapped once."""
 
     @wraps(view)
     @login_required
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with _domain_errors():
             staff = staff_for_user(request.user)
+        if not request.user.has_perm(roles.WORK_CASES):
+            raise PermissionDenied("Your role does not include the console.")
         request.staff = staff  # type: ignore[attr-defined]
         try:
             with _domain_errors():
@@ -140,13 +149,10 @@ def _header_context(request: HttpRequest) -> dict[str, Any]:
     row = AgentPresence.objects.filter(user=_nurse(request)).first()
     return {
         "staff": staff,
-        "is_supervisor": staff.role in SUPERVISOR_ROLES,
+        "is_supervisor": request.user.has_perm(roles.SUPERVISE),
         "presence_state": row.state if row else AgentPresence.State.OFFLINE,
         "presence_choices": [(s.value, s.label) for s in AgentPresence.State if s.value in presence.SETTABLE_STATES],
     }
-
-
-SUPERVISOR_ROLES = frozenset({StaffMember.Role.SUPERVISOR, StaffMember.Role.ADMIN})
 
 
 @require_GET
@@ -192,8 +198,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     )
     chart = None
     chart_error = ""
+    chart_restricted = False
     try:
         chart = selectors.access_patient_chart(user=_nurse(request), case=case, source_ip=_source_ip(request))
+    except selectors.ChartRestricted:
+        chart_restricted = True
     except EhrError:
         # No PHI in logs: the case id is enough to find the event.
         logger.warning("chart unavailable for case %s", case.pk, exc_info=True)
@@ -207,6 +216,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "case": case,
             "chart": chart,
             "chart_error": chart_error,
+            "chart_restricted": chart_restricted,
+            "chart_grant": breakglass.active_grant(user=request.user, case=case) if chart is not None else None,
+            "can_break_glass": request.user.has_perm(roles.GRANT_BREAK_GLASS),
+            "chart_window_hours": settings.CHART_OPEN_WINDOW_HOURS,
+            "breakglass_minutes": settings.BREAKGLASS_GRANT_MINUTES,
             "mine": mine,
             "can_accept": mine and case.state == CaseState.RESERVED,
             "can_release": mine and case.state == CaseState.RESERVED,
@@ -221,7 +235,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "can_change_acuity": case.state in OPEN_STATES,
             "acuity_levels": [(level, selectors.acuity_label(level)) for level in range(1, 6)],
             "overrides": case.acuity_overrides.select_related("requested_by", "cosigned_by"),
-            "is_supervisor": request.staff.role == "supervisor",  # type: ignore[attr-defined]
+            "is_supervisor": request.user.has_perm(roles.COSIGN_ACUITY),
             "can_video": mine and case.state == CaseState.IN_PROGRESS,
             "video_visits": [
                 (visit, quality, visit_chat.visit_history(visit=visit))
@@ -369,7 +383,7 @@ def callback_attempt(request: HttpRequest, case_id: int) -> HttpResponse:
 
 def _supervisor_dashboard(request: HttpRequest) -> StaffMember:
     staff: StaffMember = request.staff  # type: ignore[attr-defined]
-    if staff.role not in SUPERVISOR_ROLES:
+    if not request.user.has_perm(roles.SUPERVISE):
         raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
     return staff
 
@@ -396,7 +410,7 @@ async def dashboard_staffing(request: HttpRequest) -> HttpResponse:
         staff = await sync_to_async(staff_for_user)(user)
     except NotStaff as exc:
         raise PermissionDenied("Not a member of any clinic.") from exc
-    if staff.role not in SUPERVISOR_ROLES:
+    if not await sync_to_async(user.has_perm)(roles.SUPERVISE):
         raise PermissionDenied("The dashboard is for supervisors and clinic admins.")
     try:
         typed = parse_arrivals(request.GET.get("arrivals_per_hour", ""))
@@ -458,3 +472,38 @@ def precall_page(request: HttpRequest) -> HttpResponse:
     peer (`static/js/precall.js`, the same test the patient's visit page embeds)."""
     context = {"max_seconds": settings.PRECALL_MAX_SECONDS, **_header_context(request)}
     return render(request, "console/precall.html", context)
+
+
+@require_POST
+@staff_view
+def case_break_glass(request: HttpRequest, case_id: int) -> HttpResponse:
+    """A supervisor opens an older case's chart for BREAKGLASS_GRANT_MINUTES with a written reason
+    (`triage.breakglass`); others get the refusal as a message on the case page."""
+    breakglass.break_glass_grant(
+        user=_nurse(request), case_id=case_id, reason=request.POST.get("reason", ""), source_ip=_source_ip(request)
+    )
+    messages.warning(request, f"Break-glass access for {settings.BREAKGLASS_GRANT_MINUTES} minutes: reviewed later.")
+    return redirect("console:case", case_id=case_id)
+
+
+def _reviewer(request: HttpRequest) -> None:
+    if not request.user.has_perm(roles.REVIEW_BREAK_GLASS):
+        raise PermissionDenied("Break-glass review is for clinic admins.")
+
+
+@require_GET
+@staff_view
+def break_glass_review_page(request: HttpRequest) -> HttpResponse:
+    """Every break-glass grant of the clinic, unreviewed first (`clinics.review_break_glass`; others 403)."""
+    _reviewer(request)
+    grants = breakglass.grants_for_review(user=_nurse(request))
+    return render(request, "console/admin_break_glass.html", {"grants": grants, **_header_context(request)})
+
+
+@require_POST
+@staff_view
+def break_glass_reviewed(request: HttpRequest, grant_id: int) -> HttpResponse:
+    """Mark one grant reviewed, with an optional note (another clinic's or unknown grant: 404)."""
+    _reviewer(request)
+    breakglass.break_glass_review(user=_nurse(request), grant_id=grant_id, note=request.POST.get("note", ""))
+    return redirect("console:break-glass-admin")

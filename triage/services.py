@@ -22,7 +22,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from careline import metrics
-from clinics import events
+from clinics import events, roles
 from clinics.models import Clinic, StaffMember
 from clinics.selectors import NotStaff, staff_for_user
 from triage import priority, risk, routing
@@ -785,9 +785,9 @@ def acuity_override_cosign(
     decided on facts that are gone). Raises AcuityOverride.DoesNotExist (another clinic, unknown id),
     OverrideNotAllowed, InvalidOverride (not pending).
     """
-    role = _staff_role(supervisor, clinic)
+    _staff_role(supervisor, clinic)
     override = AcuityOverride.objects.select_for_update().get(pk=override_id, clinic=clinic)
-    if role != "supervisor":
+    if not supervisor.has_perm(roles.COSIGN_ACUITY):  # role supervisor (clinics.roles)
         raise OverrideNotAllowed("Only a supervisor can co-sign a lower acuity.")
     if override.requested_by_id == supervisor.pk:
         raise OverrideNotAllowed("A lowering needs a co-sign from another person.")

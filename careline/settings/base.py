@@ -49,6 +49,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "clinics",
     "triage",
     "ehr",
@@ -56,6 +60,7 @@ INSTALLED_APPS = [
     "contactcenter",
     "ops",
     "django_prometheus",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -72,9 +77,13 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "careline.middleware.ClinicScopeMiddleware",  # PostgreSQL RLS scope of the user's clinic (clinics.db_scope)
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the TOTP step
+    "accounts.middleware.SessionTimeoutMiddleware",  # idle / absolute expiry, before anything reads PHI
+    "accounts.middleware.OtpRequiredMiddleware",  # signed in but not OTP-verified: only the OTP pages
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # django-axes: turns a lockout into accounts.lockout.response
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -184,6 +193,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LockoutBackend",  # django-axes, first: refuses a locked-out username+IP before the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+# --- Authentication: MFA, lockout, sessions (README "Security": person or entity authentication) -------------
+# TOTP (django-otp, RFC 6238): the issuer shown in authenticator apps.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CareLine")
+# Lockout (django-axes): AXES_FAILURE_LIMIT failed password or OTP attempts per username + IP lock that pair
+# for AXES_COOLOFF_MINUTES; the page says so, the API answers 429 JSON; audited as `auth.lockout`.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.response"
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "token"]
+AXES_VERBOSE = False
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]  # behind a proxy: set the proxy's header first
+# Sessions: idle and absolute limits, enforced server-side for HTTP (accounts.middleware) and WebSockets
+# (careline.ws). The console's keepalive ping is not activity (a nurse who walked away is signed out).
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=15 * 60)
+SESSION_ABSOLUTE_TIMEOUT_SECONDS = env.int("SESSION_ABSOLUTE_TIMEOUT_SECONDS", default=12 * 60 * 60)
+# WebSockets (careline.ws): largest client frame accepted (bytes; larger -> close 1009) and the per-user token
+# bucket shared by every process through the cache (burst size, refill per second; empty bucket -> close 1008).
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+WS_RATE_BURST = env.int("WS_RATE_BURST", default=30)
+WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=2.0)
+# Break-glass (triage.breakglass): charts of cases closed longer ago than this need a supervisor's break-glass
+# grant with a written reason, valid BREAKGLASS_GRANT_MINUTES, flagged for review.
+CHART_OPEN_WINDOW_HOURS = env.int("CHART_OPEN_WINDOW_HOURS", default=72)
+BREAKGLASS_GRANT_MINUTES = env.int("BREAKGLASS_GRANT_MINUTES", default=60)
 LOGIN_REDIRECT_URL = "console:queue"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -199,7 +239,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ExpiringTokenAuthentication",  # tokens only after OTP, 12 h at most
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -354,33 +394,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # one INFO line per sign-in; lockouts are audited (auth.lockout)
         # No PHI in logs: FHIR search URLs carry phone numbers, birth dates, MRNs in their query string.
         "urllib3.connectionpool": {"filters": ["redact_url_query"]},
     },
 }
 
-# --- Operations (ops app, careline.drain / health / metrics; README "Operating CareLine") --------------------
-# Drain: a draining node waits at most this long for open calls before it exits 0 (seconds) ...
-DRAIN_TIMEOUT_SECONDS = env.float("DRAIN_TIMEOUT_SECONDS", default=600.0)
-# ... and checks its drain flag this often (seconds).
-DRAIN_POLL_SECONDS = env.float("DRAIN_POLL_SECONDS", default=1.0)
-# ... and stops this long after closing its last sockets, so their close frames are sent (seconds).
-DRAIN_EXIT_GRACE_SECONDS = env.float("DRAIN_EXIT_GRACE_SECONDS", default=1.0)
-# The per-process drain watcher (careline.drain.DrainWatcher); off only in the test suite's in-process apps.
-DRAIN_WATCHER = env.bool("DRAIN_WATCHER", default=True)
-# /readyz: the channel-layer round trip must come back within this (seconds).
-READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
-# /metrics: `Authorization: Bearer <METRICS_TOKEN>` when set; otherwise only these source addresses/networks.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
-PROMETHEUS_EXPORT_MIGRATIONS = False
-# SLO alerts are also POSTed (JSON) here when set; retried with backoff by Celery.
-SLO_ALERT_WEBHOOK_URL = env.str("SLO_ALERT_WEBHOOK_URL", default="")
-SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# Capacity planner: measured per-process figures written by the benchmarks (keys in ops/capacity.py).
-CAPACITY_FIGURES_PATH = env.str("CAPACITY_FIGURES_PATH", default=str(BASE_DIR / "bench" / "figures.json"))
-
-SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT_SECONDS
 
 # --- Security headers (every environment, not only production: the console must work under them) ----------
 # Content-Security-Policy (django-csp 4). No 'unsafe-inline' anywhere: templates carry no inline <script>

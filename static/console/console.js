@@ -52,6 +52,8 @@ function signal(name, detail = {}) {
  * Keep one WebSocket open to `path`, reconnecting with capped exponential backoff and jitter.
  * `onOpen()` runs on every (re)connect; `onEvent({event, payload})` on every console event.
  */
+const SESSION_ENDED = 4401;
+
 export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
   let attempt = 0;
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
@@ -86,6 +88,12 @@ export function connectFeed({ path = "/ws/console/", onOpen, onEvent }) {
     });
     socket.addEventListener("close", (closeEvent) => {
       if (heartbeat) window.clearInterval(heartbeat);
+      // 4401: the session ended (sign-out elsewhere, expiry, account disabled). Reloading leads to sign-in.
+      if (closeEvent.code === SESSION_ENDED) {
+        setStatus("offline", "Signed out");
+        window.location.reload();
+        return;
+      }
       const redirected = SERVER_RESTART_CODES.has(closeEvent.code) || closeEvent.code === 4000;
       // A draining node's redirect starts at REDIRECT_DELAY_MS; repeated refusals still back off (capped).
       const base = redirected ? REDIRECT_DELAY_MS : BACKOFF_START_MS;

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from ehr.models import WriteBack
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, current_totp
 from triage.models import Case, CaseState
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,8 @@ def test_token_auth_issues_a_token_that_authenticates(personas, make_case):
     anonymous = APIClient()
     assert anonymous.get(f"{API}/cases/").status_code in (401, 403)
 
-    response = anonymous.post(f"{API}/auth/token/", {"username": "alice", "password": PASSWORD}, format="json")
+    credentials = {"username": "alice", "password": PASSWORD, "otp_token": current_totp(personas.alice)}
+    response = anonymous.post(f"{API}/auth/token/", credentials, format="json")
     assert response.status_code == 200
     token = response.json()["token"]
 
@@ -37,7 +38,9 @@ def test_token_auth_issues_a_token_that_authenticates(personas, make_case):
 
 
 def test_token_auth_refuses_a_wrong_password(personas):
-    response = APIClient().post(f"{API}/auth/token/", {"username": "alice", "password": "nope"}, format="json")
+    response = APIClient().post(
+        f"{API}/auth/token/", {"username": "alice", "password": "nope", "otp_token": "000000"}, format="json"
+    )
     assert response.status_code == 400
     assert "token" not in response.json()
 

@@ -58,3 +58,28 @@ def test_seed_demo_refuses_to_run_outside_demo_mode(settings):
     with pytest.raises(CommandError):
         run()
     assert not Clinic.objects.filter(slug="demo").exists()
+
+
+def test_demo_users_get_published_totp_secrets_and_demo_otp_prints_a_working_code(settings, monkeypatch):
+    from django.test import Client
+
+    settings.CARELINE_DEMO = True
+    monkeypatch.delenv("CARELINE_DEMO_PASSWORD", raising=False)
+    output = run()
+    assert "TOTP secret" in output and "manage.py demo_otp nurse" in output
+    code_out = StringIO()
+    call_command("demo_otp", "nurse", stdout=code_out)
+    code = code_out.getvalue().strip()
+    assert len(code) == 6 and code.isdigit()
+    client = Client()
+    client.post("/accounts/login/", {"username": "nurse", "password": "careline-demo"})
+    assert client.post("/accounts/otp/", {"otp_token": code}).status_code == 302
+    assert client.get("/console/").status_code == 200
+
+
+def test_demo_otp_refuses_outside_demo_mode(settings):
+    settings.CARELINE_DEMO = True
+    run()
+    settings.CARELINE_DEMO = False
+    with pytest.raises(CommandError):
+        call_command("demo_otp", "nurse", stdout=StringIO())

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from clinics.models import AuditEvent
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, current_totp
 from tests.fixtures.smart_peers import LaunchPeer
 from triage.services import case_enqueue
 
@@ -126,6 +126,11 @@ def test_a_signed_out_nurse_logs_in_and_comes_back_to_the_launch(client: Any, pe
     logged_in = client.post(f"/accounts/login/?next={requests.utils.quote(next_url)}",
                             {"username": "alice", "password": PASSWORD, "next": next_url})  # fmt: skip
     assert logged_in.status_code == 302 and logged_in["Location"] == next_url
+    second_step = client.get(next_url)  # the OTP step first, then back to the launch
+    assert second_step.status_code == 302 and second_step["Location"].startswith("/accounts/otp/?")
+    assert parse_qs(urlparse(second_step["Location"]).query)["next"][0] == next_url
+    verified = client.post("/accounts/otp/", {"otp_token": current_totp(personas.alice), "next": next_url})
+    assert verified.status_code == 302 and verified["Location"] == next_url
     resumed = client.get(next_url)
     assert resumed.status_code == 302 and resumed["Location"].startswith(f"{ehr.root}/authorize?")
 

@@ -9,6 +9,7 @@ FHIR server URL set by the `fhir` fixture. Static files are served from the find
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -84,3 +85,26 @@ def browser_page(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
         finally:
             context.close()
             browser.close()
+
+
+def complete_otp_step(page: Any, user: Any) -> None:
+    """After the password step: the page asks for the verification code; type the user's current code
+    (`tests.conftest.current_totp`, the persona's TEST-ONLY TOTP device) and continue."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import current_totp
+
+    expect(page).to_have_url(re.compile(r"/accounts/otp/"))
+    page.get_by_label("Verification code", exact=True).fill(current_totp(user))
+    page.locator("#verify").click()
+
+
+def sign_in(page: Any, user: Any, password: str | None = None) -> None:
+    """Sign `user` in through the real pages: /accounts/login/ (username, password), then the TOTP step."""
+    from tests.conftest import PASSWORD
+
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(user.get_username())
+    page.get_by_label("Password").fill(password or PASSWORD)
+    page.locator("#sign-in").click()
+    complete_otp_step(page, user)

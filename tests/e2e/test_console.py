@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from ehr.models import WriteBack
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import complete_otp_step
 from triage.models import Case, CaseState
 from triage.protocols import get_protocol
 
@@ -53,6 +54,7 @@ def test_nurse_takes_a_live_call_reads_the_chart_and_documents_it(personas, fhir
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill(PASSWORD)
     page.locator("#sign-in").click()
+    complete_otp_step(page, personas.alice)
     expect(page).to_have_url(re.compile(r"/console/$"))
     expect(page.locator("#queue-empty")).to_be_visible()
     expect(page.locator("#ws-status")).to_have_attribute("data-state", "live")

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import complete_otp_step
 from triage.services import case_enqueue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fhir, pytest.mark.django_db(transaction=True)]
@@ -51,6 +52,7 @@ def test_console_pages_work_under_the_policy_with_no_violation(personas, live_se
     page.get_by_label("Username").fill("bob")
     page.get_by_label("Password").fill(PASSWORD)
     page.locator("#sign-in").click()
+    complete_otp_step(page, personas.bob)
     expect(page).to_have_url(re.compile(r"/console/$"))
 
     # Queue: live feed, and a new case arrives through the htmx partial refresh.

@@ -2,6 +2,7 @@
 SurgeEpisode), `protocols` (versioned protocols, the clinic's disposition ladder, risk-rule settings, acuity
 overrides), `routing` (queues, hours, rules, ledger)."""
 
+from triage.models.breakglass import BreakGlassGrant
 from triage.models.case import OPEN_STATES, Case, CaseEvent, CaseState
 from triage.models.escalation import CallbackAttempt, SurgeEpisode
 from triage.models.protocols import (
@@ -17,6 +18,7 @@ from triage.models.routing import BusinessHours, Holiday, Queue, RoutingLedgerEn
 __all__ = [
     "OPEN_STATES",
     "AcuityOverride",
+    "BreakGlassGrant",
     "BusinessHours",
     "CallbackAttempt",
     "Case",
