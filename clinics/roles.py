@@ -2,7 +2,7 @@
 
 Code checks permissions (`user.has_perm("clinics.supervise_clinic")`), never role strings: a role is the
 group a StaffMember's user belongs to, kept in step by `sync_role_group` (called by `staff_create`; existing
-staff were placed by data migration `clinics/migrations/0011_role_groups.py`). The permissions are declared
+staff were placed by data migration `clinics/migrations/0012_role_groups.py`). The permissions are declared
 on `StaffMember.Meta.permissions` and listed here per role:
 
 | permission (clinics.*) | nurse | supervisor | clinic admin | what it opens |
