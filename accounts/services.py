@@ -17,6 +17,7 @@ from django.db import transaction
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from clinics import db_scope
 from clinics.models import StaffMember
 from clinics.services import audit_record
 
@@ -45,15 +46,18 @@ def audit_auth(*, user: AbstractBaseUser | AnonymousUser | None, action: str, re
     if member is None:
         logger.info("%s for user id %s (no clinic: not audited)", action, getattr(user, "pk", None))
         return
-    audit_record(
-        clinic=member.clinic,
-        actor=cast("User", user) if user is not None and user.is_authenticated else None,
-        action=action,
-        object_type="user",
-        object_id=str(user.pk) if user is not None else "",
-        reason=reason,
-        role=member.role,
-    )
+    # Sign-in events happen before (or as) the session gets its clinic scope: write the row in the user's own
+    # clinic scope (PostgreSQL row-level security, `clinics.db_scope`), never another clinic's.
+    with db_scope.clinic_scope(member.clinic_id):
+        audit_record(
+            clinic=member.clinic,
+            actor=cast("User", user) if user is not None and user.is_authenticated else None,
+            action=action,
+            object_type="user",
+            object_id=str(user.pk) if user is not None else "",
+            reason=reason,
+            role=member.role,
+        )
 
 
 def confirmed_totp(user: AbstractBaseUser) -> TOTPDevice | None:

@@ -37,6 +37,7 @@ RLS_TABLES = (
     "triage_callbackattempt",
     "triage_acuityoverride",
     "triage_routingledgerentry",
+    "triage_breakglassgrant",
     "ivr_callleg",
     "ivr_outboundmessage",
     "ivr_inboundmessage",

@@ -33,7 +33,7 @@ from ehr.models import WriteBack
 from ivr.models import AppointmentReminder, CallLeg, InboundMessage, OutboundCall, ReminderCampaign, SmsOptOut
 from ivr.services.messages import outbound_message_record
 from tests.ehr.adt_messages import adt
-from triage.models import Case, CaseEvent
+from triage.models import BreakGlassGrant, Case, CaseEvent
 from triage.services import case_add_event, case_enqueue
 
 pytestmark = [
@@ -58,6 +58,9 @@ def _north_rows(personas: Any) -> Case:
         clinic=north, source_id=case.pk, target=WriteBack.Target.FHIR, idempotency_key=f"rls-{case.uuid}", payload={}
     )
     audit_record(clinic=north, actor=personas.alice, action="case.read", object_type="case", object_id=case.pk)
+    BreakGlassGrant.objects.create(
+        clinic=north, case=case, user=personas.bob, reason="north break-glass", expires_at=case.arrived_at
+    )
     # Messaging (two-way SMS, opt-outs, "Call patient", reminders).
     InboundMessage.objects.create(clinic=north, case=case, message_sid="SM" + uuid.uuid4().hex, from_number="+1555")
     SmsOptOut.objects.create(clinic=north, number_digest=uuid.uuid4().hex, number="+15553330001")
