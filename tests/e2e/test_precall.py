@@ -17,8 +17,7 @@ from playwright.sync_api import expect
 
 from contactcenter import precall
 from contactcenter.precall import precall_token
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
 from tests.e2e.test_console import snapshot
 from tests.e2e.test_csp import LISTENER as CSP_LISTENER
 from tests.rtc_peer import HEIGHT, LUMA, WIDTH, echo_client, plane_mean
@@ -128,19 +127,10 @@ def media_page(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterato
             browser.close()
 
 
-def sign_in(page: Any, username: str) -> None:
-    """The console's login form (as tests/e2e/test_console.py signs in)."""
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("#sign-in").click()
-    expect(page).to_have_url(re.compile(r"/console/$"))
-
-
 def test_nurse_sees_her_video_returned_with_rtt_and_a_verdict(personas: Any, media_page: Any) -> None:
     page = media_page
     page.add_init_script(CSP_LISTENER)
-    sign_in(page, "alice")
+    sign_in(page, personas.alice)
     page.locator("#precall-link").click()
     expect(page).to_have_url(re.compile(r"/console/precall/$"))
     root = page.locator("#precall")
@@ -191,7 +181,7 @@ def test_blocked_camera_shows_permission_help_and_fails(personas: Any, live_serv
         page.set_default_timeout(20_000)
         page.on("request", lambda request: offers.append(request.url) if "/precall/offer/" in request.url else None)
         try:
-            sign_in(page, "alice")
+            sign_in(page, personas.alice)
             page.goto("/console/precall/")
             page.locator("[data-precall-role=start]").click()
             root = page.locator("#precall")
