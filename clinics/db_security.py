@@ -8,9 +8,10 @@ rebuild and schema migrations regenerated at merge time. PostgreSQL only; on SQL
   `RLS_TABLES`, each with one policy `careline_clinic_scope` for all commands, `USING` and `WITH CHECK`:
   the row's `clinic_id` equals the session's `careline.clinic_id`, or that setting is `system`. Unset ("")
   matches nothing: fail-closed (README "Security", `clinics.db_scope`). Every listed table has its own
-  `clinic_id` column (child rows such as case events, callback attempts and ledger entries carry it too), so
-  no policy has to look through a parent; `ehr_hl7message.clinic_id` may be NULL (an inbound message not yet
-  tied to a clinic): visible in system scope only.
+  `clinic_id` column (child rows such as case events, callback attempts, ledger entries and a video visit's
+  quality samples, chat messages and attachments carry it too), so no policy has to look through a parent;
+  `ehr_hl7message.clinic_id` may be NULL (an inbound message not yet tied to a clinic): visible in system
+  scope only.
 - **Application role** (`DATABASE_APP_ROLE`, e.g. `careline_app`): created NOLOGIN if missing (the login
   role SETs ROLE to it; or give it LOGIN and its own `DATABASE_URL`), granted SELECT, INSERT, UPDATE, DELETE
   on every table and USAGE, SELECT on every sequence of the schema, except the audit table
@@ -48,6 +49,11 @@ RLS_TABLES = (
     "ehr_patientlink",
     "ehr_writeback",
     "ehr_hl7message",
+    "contactcenter_videovisit",
+    "contactcenter_callsession",
+    "contactcenter_qualitysample",
+    "contactcenter_visitmessage",
+    "contactcenter_visitattachment",
     AUDIT_TABLE,
 )
 

@@ -114,7 +114,8 @@ class QualitySample(models.Model):
     second decoded), `frames_decoded` (cumulative, inbound video), `outgoing_kbps`
     (`availableOutgoingBitrate`, kbit/s), `candidate_type` (local candidate of the selected pair: `host`,
     `srflx`, `prflx`, `relay`), `audio_only` (the page had switched its camera off for bandwidth).
-    Any figure the browser did not report is null. No PHI.
+    Any figure the browser did not report is null. No PHI. `clinic` is the session's (set on create), so
+    row-level security needs no join (`clinics.db_security`).
     """
 
     class Role(models.TextChoices):
@@ -122,6 +123,7 @@ class QualitySample(models.Model):
         PATIENT = "patient", "Patient"
 
     session = models.ForeignKey(CallSession, on_delete=models.CASCADE, related_name="samples")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=8, choices=Role.choices)
     at = models.DateTimeField(auto_now_add=True)
     rtt_ms = models.FloatField(null=True, blank=True)
@@ -164,9 +166,11 @@ class EncryptedBytesField(EncryptedFieldMixin, _BytesBase):
 
 
 class VisitMessage(models.Model):
-    """One chat message of a video visit (works without video). `body` is encrypted at rest (PHI)."""
+    """One chat message of a video visit (works without video). `body` is encrypted at rest (PHI). `clinic` is
+    the visit's (set on create), so row-level security needs no join (`clinics.db_security`)."""
 
     visit = models.ForeignKey(VideoVisit, on_delete=models.CASCADE, related_name="messages")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=8, choices=QualitySample.Role.choices)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     body = EncryptedTextField(max_length=2000)
@@ -184,10 +188,12 @@ class VisitAttachment(models.Model):
 
     Images are re-encoded (pixels only: EXIF, GPS, ICC and text chunks dropped; orientation applied first);
     `content_type` is what was stored (`image/jpeg`, `image/png`, `application/pdf`), `size` its length in
-    bytes. `filename` (as the sender named it) and `data` are encrypted at rest.
+    bytes. `filename` (as the sender named it) and `data` are encrypted at rest. `clinic` is the visit's (set on
+    create), so row-level security needs no join (`clinics.db_security`).
     """
 
     visit = models.ForeignKey(VideoVisit, on_delete=models.CASCADE, related_name="attachments")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=8, choices=QualitySample.Role.choices)
     content_type = models.CharField(max_length=40)
     size = models.PositiveIntegerField()

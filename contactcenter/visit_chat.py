@@ -7,7 +7,9 @@ Images are decoded with Pillow, turned upright (EXIF orientation), and re-encode
 chunks; images over `MAX_PIXELS` are refused before decoding (decompression bombs). PDFs are checked by
 their `%PDF-` signature and stored as sent (their metadata is not stripped). Anything else is refused.
 Every new message or attachment is announced to the visit's room after commit (`{"type": "chat"}` /
-`{"type": "attachment"}`, no file content), and the nurse's read of a file is audited.
+`{"type": "attachment"}`, no file content), and the nurse's read of a file is audited. Both tables are behind
+row-level security (each row carries the visit's `clinic`): callers run in the visit's clinic scope
+(`contactcenter.visits.participant_scope`, the signaling socket's `clinic_scope`, or a staff request's).
 """
 
 from __future__ import annotations
@@ -95,7 +97,11 @@ def chat_post(*, visit: VideoVisit, role: str, author: User | AnonymousUser | No
     if not text:
         raise EmptyMessage
     message = VisitMessage.objects.create(
-        visit=visit, role=role, author=author if author is not None and author.is_authenticated else None, body=text
+        visit=visit,
+        clinic_id=visit.clinic_id,
+        role=role,
+        author=author if author is not None and author.is_authenticated else None,
+        body=text,
     )
     _announce(visit, message_json(message))
     return message
@@ -143,7 +149,13 @@ def attachment_store(*, visit: VideoVisit, role: str, filename: str, data: bytes
         stored, content_type = _clean_image(data)
     name = (filename or "attachment").replace("/", "_").replace("\\", "_").strip()[:200] or "attachment"
     attachment = VisitAttachment.objects.create(  # type: ignore[misc]  # django-stubs: a TextField holds str
-        visit=visit, role=role, content_type=content_type, size=len(stored), filename=name, data=stored
+        visit=visit,
+        clinic_id=visit.clinic_id,
+        role=role,
+        content_type=content_type,
+        size=len(stored),
+        filename=name,
+        data=stored,
     )
     _announce(visit, attachment_json(attachment))
     return attachment

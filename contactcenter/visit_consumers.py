@@ -22,6 +22,11 @@ Attachments are uploaded over HTTP (`contactcenter.visit_views`) and announced a
 The server sends `{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
 when the other page's socket closes, and `{"type": "ended"}` (then closes, 4410) when the nurse ends the
 visit. SDP and ICE candidates are relayed as given, never stored or logged (they carry IP addresses).
+
+Database scope (row-level security, `clinics.db_scope`): a socket has no request middleware, so the handshake
+decides in `visits.participant_scope` (the nurse's clinic, or the visit's clinic for the patient's bound
+session), and the socket's later database work (chat, quality samples) runs in `clinic_scope` of the visit's
+clinic, like the console socket (`contactcenter.consumers`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from clinics import db_scope
 from contactcenter import visit_chat, visits
 from contactcenter.models import VideoVisit
 
@@ -62,24 +68,28 @@ def _participant(scope: dict[str, Any], room: str) -> tuple[VideoVisit, str] | N
     session = scope.get("session")
     rooms = list(session.get(visits.PATIENT_SESSION_KEY, [])) if session is not None else []
     client = scope.get("client") or (None,)
+    user = scope.get("user")
     try:
-        return visits.visit_participant(room=room, user=scope.get("user"), session_rooms=rooms, source_ip=client[0])
+        with visits.participant_scope(room=room, user=user, session_rooms=rooms):
+            return visits.visit_participant(room=room, user=user, session_rooms=rooms, source_ip=client[0])
     except visits.NotAParticipant:
         return None
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _chat(visit_id: int, role: str, author: Any, body: str) -> None:
-    visit = VideoVisit.objects.get(pk=visit_id)
-    if visit.state == VideoVisit.State.ENDED:
-        return
-    with contextlib.suppress(visit_chat.EmptyMessage):
-        visit_chat.chat_post(visit=visit, role=role, author=author, body=body)
+def _chat(clinic_id: int, visit_id: int, role: str, author: Any, body: str) -> None:
+    with db_scope.clinic_scope(clinic_id):
+        visit = VideoVisit.objects.get(pk=visit_id)
+        if visit.state == VideoVisit.State.ENDED:
+            return
+        with contextlib.suppress(visit_chat.EmptyMessage):
+            visit_chat.chat_post(visit=visit, role=role, author=author, body=body)
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
-def _record(visit_id: int, role: str, figures: dict[str, Any]) -> None:
-    visits.quality_record(visit_id=visit_id, role=role, figures=figures)
+def _record(clinic_id: int, visit_id: int, role: str, figures: dict[str, Any]) -> None:
+    with db_scope.clinic_scope(clinic_id):
+        visits.quality_record(visit_id=visit_id, role=role, figures=figures)
 
 
 class VisitConsumer(AsyncJsonWebsocketConsumer):
@@ -88,6 +98,7 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
     room = ""
     role = ""
     visit_id = 0
+    clinic_id = 0
     joined = False
     last_stats_at = float("-inf")
 
@@ -99,6 +110,7 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
             return
         visit, self.role = participant
         self.visit_id = visit.pk
+        self.clinic_id = visit.clinic_id
         self.chat_times: deque[float] = deque()
         # One live socket per role: tell an older one (reloaded page, second tab) to step aside first.
         await self.channel_layer.group_send(visits.role_group(self.room, self.role), {"type": "visit.superseded"})
@@ -152,14 +164,14 @@ class VisitConsumer(AsyncJsonWebsocketConsumer):
                 return
             self.chat_times.append(now)
             author = self.scope.get("user") if self.role == "nurse" else None
-            await _chat(self.visit_id, self.role, author, content["body"])
+            await _chat(self.clinic_id, self.visit_id, self.role, author, content["body"])
         elif kind == "stats":
             now = time.monotonic()
             if now - self.last_stats_at < MIN_STATS_INTERVAL_SECONDS:  # pages report every 5 s; drop floods
                 return
             self.last_stats_at = now
             figures = {key: content.get(key) for key in STATS_KEYS}
-            await _record(self.visit_id, self.role, figures)
+            await _record(self.clinic_id, self.visit_id, self.role, figures)
             await self.channel_layer.group_send(
                 visits.room_group(self.room),
                 {"type": "visit.relay", "sender": "", "data": {"type": "quality", "role": self.role, **figures}},

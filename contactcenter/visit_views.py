@@ -7,10 +7,17 @@ the browser session to the room and redirects to `/visit/<room>/`, which a reloa
 link. An expired, used or altered link gets its own page (410 / 410 / 400), never the visit.
 `GET /visit/<room>/ice/` gives either participant the RTCPeerConnection configuration with short-lived TURN
 credentials (`contactcenter.turn`); anyone else gets 403.
+
+Database scope (row-level security): the nurse's pages run in her clinic's (`ClinicScopeMiddleware`). The
+patient's pages start unset (anonymous); the join link's views get the visit's clinic scope inside
+`visits.visit_check_link` / `visits.visit_redeem` once the token verified, and the room's views (`/visit/<room>/...`,
+used by both sides) run whole in `visits.participant_scope`, which is the visit's clinic for a session bound
+to the room.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.conf import settings
@@ -111,9 +118,18 @@ def patient_join(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("visit:patient", room=rooms[-1])
 
 
+def _session_rooms(request: HttpRequest) -> list[str]:
+    return list(request.session.get(visits.PATIENT_SESSION_KEY, []))
+
+
+def _room_scope(request: HttpRequest, room: str) -> AbstractContextManager[None]:
+    """`visits.participant_scope` of this request: held over the whole view of a room."""
+    return visits.participant_scope(room=str(room), user=request.user, session_rooms=_session_rooms(request))
+
+
 def _patient_visit(request: HttpRequest, room: str) -> tuple[VideoVisit, str] | HttpResponse:
     room = str(room)
-    rooms = list(request.session.get(visits.PATIENT_SESSION_KEY, []))
+    rooms = _session_rooms(request)
     try:
         return visits.visit_participant(
             room=room,
@@ -130,24 +146,25 @@ def _patient_visit(request: HttpRequest, room: str) -> tuple[VideoVisit, str] | 
 @require_GET
 def patient_visit(request: HttpRequest, room: str) -> HttpResponse:
     """The patient's visit page: camera/microphone help, self-view check, waiting room, then the call."""
-    found = _patient_visit(request, room)
-    if isinstance(found, HttpResponse):
-        return found
-    visit, role = found
-    return render(
-        request,
-        "visit/patient.html",
-        {
-            "visit": visit,
-            "clinic": visit.clinic,
-            "cfg": _page_config(visit, role),
-            "max_attachment_mb": int(settings.VIDEO_ATTACHMENT_MAX_BYTES) // (1024 * 1024),
-        },
-    )
+    with _room_scope(request, room):
+        found = _patient_visit(request, room)
+        if isinstance(found, HttpResponse):
+            return found
+        visit, role = found
+        return render(
+            request,
+            "visit/patient.html",
+            {
+                "visit": visit,
+                "clinic": visit.clinic,
+                "cfg": _page_config(visit, role),
+                "max_attachment_mb": int(settings.VIDEO_ATTACHMENT_MAX_BYTES) // (1024 * 1024),
+            },
+        )
 
 
 def _participant_or_none(request: HttpRequest, room: str) -> tuple[VideoVisit, str] | None:
-    rooms = list(request.session.get(visits.PATIENT_SESSION_KEY, []))
+    rooms = _session_rooms(request)
     try:
         return visits.visit_participant(
             room=str(room),
@@ -164,10 +181,11 @@ def _participant_or_none(request: HttpRequest, room: str) -> tuple[VideoVisit, s
 def visit_history(request: HttpRequest, room: str) -> HttpResponse:
     """`{"items": [...]}`: the visit's chat messages and attachment notices, oldest first (participants only).
     Pages re-read it on every (re)connect, so a dropped socket loses no message."""
-    found = _participant_or_none(request, room)
-    if found is None:
-        return JsonResponse({"error": "not a participant of this visit"}, status=403)
-    return JsonResponse({"items": visit_chat.visit_history(visit=found[0])})
+    with _room_scope(request, room):
+        found = _participant_or_none(request, room)
+        if found is None:
+            return JsonResponse({"error": "not a participant of this visit"}, status=403)
+        return JsonResponse({"items": visit_chat.visit_history(visit=found[0])})
 
 
 @require_POST
@@ -176,6 +194,11 @@ def visit_attachment_upload(request: HttpRequest, room: str) -> HttpResponse:
 
     201 with the attachment's notice; 400 (no file, refused type), 413 (too large), 403 (not a participant).
     """
+    with _room_scope(request, room):
+        return _attachment_upload(request, room)
+
+
+def _attachment_upload(request: HttpRequest, room: str) -> HttpResponse:
     found = _participant_or_none(request, room)
     if found is None:
         return JsonResponse({"error": "not a participant of this visit"}, status=403)
@@ -218,16 +241,11 @@ def ice_servers(request: HttpRequest, room: str) -> HttpResponse:
 
     The TURN username's id part is `<visit id>-<role>` (coturn logs it; no PHI). 403 for anyone else.
     """
-    rooms = list(request.session.get(visits.PATIENT_SESSION_KEY, []))
-    try:
-        visit, role = visits.visit_participant(
-            room=room,
-            user=request.user if request.user.is_authenticated else None,
-            session_rooms=rooms,
-            source_ip=_source_ip(request),
-        )
-    except visits.NotAParticipant:
+    with _room_scope(request, room):
+        found = _participant_or_none(request, room)
+    if found is None:
         return JsonResponse({"error": "not a participant of this visit"}, status=403)
+    visit, role = found
     body = turn.turn_credentials(user_id=f"{visit.pk}-{role}").as_json()
     body["iceTransportPolicy"] = "relay" if settings.VIDEO_FORCE_RELAY else "all"
     return JsonResponse(body)

@@ -13,14 +13,22 @@ Participants. A room has exactly two: the nurse who started the visit and still 
 (`triage.selectors.access_case` + `Case.reserved_by`), and the browser session that redeemed the link (the
 session keeps the room in `PATIENT_SESSION_KEY`). `visit_participant` decides; every refusal is audited
 (`access.denied`, object `video_visit`).
+
+Row-level security (`clinics.db_scope`, README "Security"). The nurse's requests run in her clinic's scope
+(`ClinicScopeMiddleware`); the patient has no account, so her requests start unset and see no visit. Her
+side therefore runs in the visit's clinic scope once the join token's signature (`visit_check_link`,
+`visit_redeem`) or the session's binding to the room (`participant_scope`) has been checked; the clinic is
+found by `_system_lookup`, the only system-scoped query here, which reads the ids of one visit row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import statistics
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,9 +37,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from clinics import db_scope
+from clinics.models import Clinic
 from clinics.selectors import NotStaff, staff_for_user
 from clinics.services import audit_record
 from contactcenter.models import CallSession, QualitySample, VideoVisit
@@ -176,8 +186,31 @@ def _check_token(token: str) -> dict[str, Any]:
     return payload
 
 
-def _visit_for_token(token: str, *, lock: bool) -> VideoVisit:
+def _system_lookup(*, room: uuid.UUID | None = None, hash_: str | None = None) -> tuple[int, int] | None:
+    """(visit id, clinic id) of the visit in `room`, or with token hash `hash_`; None for no such visit.
+
+    The one system-scoped query of the patient side (module docstring): the patient's request has no clinic
+    scope, and only the visit row knows its clinic. It reads these two ids of one row, nothing else; callers
+    use them to enter `db_scope.clinic_scope(clinic id)`, where every other query runs, after checking the
+    token's signature or the session's binding to the room (or, for a refused anonymous join, to audit the
+    refusal in the visit's clinic: `_deny`).
+    """
+    visits = VideoVisit.objects.filter(room=room) if room is not None else VideoVisit.objects.filter(token_hash=hash_)
+    with db_scope.system_scope():
+        return visits.values_list("pk", "clinic_id").first()
+
+
+def _token_clinic(token: str) -> tuple[dict[str, Any], int]:
+    """(payload, clinic id) of a join token whose signature and age verify. Raises LinkTampered, LinkExpired."""
     payload = _check_token(token)
+    found = _system_lookup(hash_=token_hash(token))  # only for a token this service signed
+    if found is None:
+        raise LinkTampered
+    return payload, found[1]
+
+
+def _visit_for_token(token: str, payload: dict[str, Any], *, lock: bool) -> VideoVisit:
+    """The visit of a verified token (`_token_clinic`), read in its clinic's scope."""
     visits = VideoVisit.objects.select_related("case", "clinic")
     if lock:
         visits = visits.select_for_update(of=("self",))
@@ -194,20 +227,29 @@ def _visit_for_token(token: str, *, lock: bool) -> VideoVisit:
 def visit_check_link(*, token: str) -> VideoVisit:
     """The visit a join link opens, without redeeming it (the landing page before "Join").
 
-    Raises LinkTampered, LinkExpired, LinkUsed. Reads nothing but the visit row.
+    Raises LinkTampered, LinkExpired, LinkUsed. Reads nothing but the visit row (and its case and clinic), in
+    the visit's clinic scope once the token verified.
     """
-    return _visit_for_token(token, lock=False)
+    payload, clinic_id = _token_clinic(token)
+    with db_scope.clinic_scope(clinic_id):
+        return _visit_for_token(token, payload, lock=False)
 
 
-@transaction.atomic
 def visit_redeem(*, token: str, session_rooms: list[str], source_ip: str | None = None) -> list[str]:
     """Redeem a join link once: the visit becomes `active` and its room is added to the patient's session.
 
     `session_rooms`: the rooms the browser session already holds; returns the new list to store under
-    `PATIENT_SESSION_KEY`. Adds a timeline entry and an audit row (actor: the patient, anonymous).
-    Raises LinkTampered, LinkExpired, LinkUsed (nothing is written then).
+    `PATIENT_SESSION_KEY`. Adds a timeline entry and an audit row (actor: the patient, anonymous), in the
+    visit's clinic scope once the token verified. Raises LinkTampered, LinkExpired, LinkUsed (nothing is
+    written then).
     """
-    visit = _visit_for_token(token, lock=True)
+    payload, clinic_id = _token_clinic(token)
+    with db_scope.clinic_scope(clinic_id), transaction.atomic():
+        return _redeem(token, payload, session_rooms=session_rooms, source_ip=source_ip)
+
+
+def _redeem(token: str, payload: dict[str, Any], *, session_rooms: list[str], source_ip: str | None) -> list[str]:
+    visit = _visit_for_token(token, payload, lock=True)
     now = timezone.now()
     visit.redeemed_at = now
     visit.state = VideoVisit.State.ACTIVE
@@ -227,8 +269,19 @@ def visit_redeem(*, token: str, session_rooms: list[str], source_ip: str | None 
     return [*rooms[-9:], str(visit.room)]
 
 
-def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, source_ip: str | None) -> None:
-    """Audit a refused attempt to join a room (in the user's clinic if staff, else in the visit's clinic)."""
+def _deny(
+    visit: VideoVisit | None,
+    *,
+    room_id: uuid.UUID | None,
+    user: User | AnonymousUser | None,
+    source_ip: str | None,
+) -> None:
+    """Audit a refused attempt to join a room (in the user's clinic if staff, else in the visit's clinic).
+
+    A caller with no clinic (anonymous, or a session not bound to the room) runs unset on PostgreSQL and so
+    saw no visit: the room's visit and clinic come from `_system_lookup`, and the audit row is written in
+    that clinic's scope. The caller is answered the same either way.
+    """
     clinic = None
     if user is not None and user.is_authenticated:
         try:
@@ -237,6 +290,19 @@ def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, source
             clinic = None
     if clinic is None and visit is not None:
         clinic = visit.clinic
+    if clinic is None and visit is None and room_id is not None:
+        found = _system_lookup(room=room_id)
+        if found is not None:
+            with db_scope.clinic_scope(found[1]):
+                audit_record(
+                    clinic=Clinic.objects.get(pk=found[1]),
+                    actor=user,
+                    action="access.denied",
+                    object_type="video_visit",
+                    object_id=found[0],
+                    source_ip=source_ip,
+                )
+            return
     if clinic is None:
         logger.info("refused video room join (unknown room)")
         return
@@ -251,6 +317,43 @@ def _deny(visit: VideoVisit | None, *, user: User | AnonymousUser | None, source
     )
 
 
+def _staff_clinic_id(user: User | AnonymousUser | None) -> int | None:
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        return staff_for_user(user).clinic_id
+    except NotStaff:
+        return None
+
+
+@contextlib.contextmanager
+def participant_scope(*, room: str, user: User | AnonymousUser | None, session_rooms: list[str]) -> Iterator[None]:
+    """The database scope (`clinics.db_scope`) of a request or socket for room `room`, to hold over
+    `visit_participant` and the work that follows it (pages, history, uploads, signaling):
+
+    - a staff member: her clinic (on HTTP `ClinicScopeMiddleware` has set it already). Another clinic's
+      visit is invisible there, so she is refused as for an unknown room;
+    - otherwise, a browser session bound to the room (it redeemed the link: the room is in
+      `session_rooms`): the visit's clinic, found by `_system_lookup`;
+    - anyone else: unset (nothing is visible; `visit_participant` refuses, `_deny` audits).
+
+    A no-op on SQLite (no row-level security there).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    value = db_scope.scope_for_user(user)
+    if value == db_scope.UNSET and str(room) in session_rooms:
+        try:
+            found = _system_lookup(room=uuid.UUID(str(room)))
+        except ValueError:
+            found = None
+        if found is not None:
+            value = str(found[1])
+    with db_scope.scope(value):
+        yield
+
+
 def visit_participant(
     *,
     room: str,
@@ -261,21 +364,27 @@ def visit_participant(
     """(visit, role) for someone asking to join room `room`: role "nurse" or "patient".
 
     Nurse: a signed-in staff member of the visit's clinic who started the visit and still holds the case
-    (`access_case`, which audits another clinic's attempt). Patient: a browser session holding the room
-    (it redeemed the link). An ended visit admits nobody. Raises NotAParticipant (audited as
+    (`access_case`); another clinic's room is unknown to a staff member. Patient: a browser session holding
+    the room (it redeemed the link). An ended visit admits nobody. Raises NotAParticipant (audited as
     `access.denied`, object `video_visit`, in its own transaction when the caller has none: call it
-    outside a transaction that the refusal would roll back).
+    outside a transaction that the refusal would roll back). Call it inside `participant_scope`.
     """
     try:
         room_id = uuid.UUID(str(room))
     except ValueError:
         raise NotAParticipant from None
-    visit = VideoVisit.objects.select_related("case", "clinic").filter(room=room_id).first()
+    visits = VideoVisit.objects.select_related("case", "clinic").filter(room=room_id)
+    staff_clinic_id = _staff_clinic_id(user)
+    if staff_clinic_id is not None:
+        # Another clinic's room is unknown to a staff member, as row-level security has it on PostgreSQL
+        # (`participant_scope`): refused and audited like a room that does not exist, on every database.
+        visits = visits.filter(clinic_id=staff_clinic_id)
+    visit = visits.first()
     if visit is not None and visit.state != VideoVisit.State.ENDED:
         if user is not None and user.is_authenticated:
             try:
                 case = access_case(user=user, case_id=visit.case_id)
-            except Case.DoesNotExist:  # another clinic's visit: access_case audited the refusal
+            except Case.DoesNotExist:  # not expected (the visit is of her clinic); access_case audited it
                 raise NotAParticipant from None
             except NotStaff:
                 case = None
@@ -283,7 +392,7 @@ def visit_participant(
                 return visit, QualitySample.Role.NURSE
         if str(room_id) in session_rooms:
             return visit, QualitySample.Role.PATIENT
-    _deny(visit, user=user, source_ip=source_ip)
+    _deny(visit, room_id=room_id, user=user, source_ip=source_ip)
     raise NotAParticipant
 
 
@@ -312,6 +421,7 @@ def quality_record(*, visit_id: int, role: str, figures: dict[str, Any]) -> Qual
     frames = _figure(figures, "frames_decoded", upper=2**62)
     sample = QualitySample.objects.create(
         session=session,
+        clinic_id=session.clinic_id,
         role=role,
         rtt_ms=_figure(figures, "rtt_ms", upper=60_000),
         jitter_ms=_figure(figures, "jitter_ms", upper=60_000),

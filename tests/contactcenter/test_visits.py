@@ -166,7 +166,11 @@ def test_ice_endpoint_for_the_two_participants_only(personas, accepted_case, set
     for outsider in (Client(), logged_in(personas.dave), logged_in(personas.bob), logged_in(personas.carol)):
         assert outsider.get(url).status_code == 403
     assert AuditEvent.objects.filter(action="access.denied", object_type="video_visit", actor=personas.dave).exists()
-    assert AuditEvent.objects.filter(action="access.denied", object_type="case", actor=personas.carol).exists()
+    # Another clinic's room is invisible to carol (row-level security): refused as an unknown room, in her
+    # clinic's log, without North's visit id.
+    assert AuditEvent.objects.filter(
+        action="access.denied", object_type="video_visit", actor=personas.carol, clinic=personas.south, object_id=""
+    ).exists()
     settings.VIDEO_FORCE_RELAY = True
     assert alice.get(url).json()["iceTransportPolicy"] == "relay"
 
@@ -237,9 +241,8 @@ def test_closing_the_case_ends_its_visit(personas, accepted_case):
     services.disposition_record(user=personas.alice, case_id=accepted_case.pk, disposition_code="home-care")
     visit.refresh_from_db()
     assert visit.state == VideoVisit.State.ENDED
-    assert accepted_case.events.filter(
-        kind=CaseEvent.Kind.VIDEO, summary__startswith="Video visit ended (case closed)"
-    ).exists()
+    summaries = [e.summary for e in accepted_case.events.filter(kind=CaseEvent.Kind.VIDEO)]  # encrypted: in Python
+    assert any(s.startswith("Video visit ended (case closed)") for s in summaries), summaries
 
 
 def test_a_new_visit_replaces_the_open_one(personas, accepted_case):

@@ -234,8 +234,8 @@ def test_carol_gets_nothing_of_north_from_any_url(personas, north: North):
     assert set(denied.values_list("clinic_id", flat=True)) == {personas.south.pk}
     for event in denied:
         # "acuity_override": her co-sign attempts on North's override ids (contactcenter.services.refusals_audited);
-        # "video_visit": a video room id she tried that is no visit at all (rooms of North's visits are refused
-        # through access_case, hence audited as "case").
+        # "video_visit": a video room id she tried that is no visit at all (a room of North's visits is the same
+        # to her: row-level security hides it, and the refusal records no id).
         assert event.actor_id == personas.carol.pk and event.object_type in ("case", "acuity_override", "video_visit")
         assert not _leaks(str(event.__dict__).encode(), north)
     # Control, same set-up: carol's own case page works, and alice sees North's case (the canaries are real).

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,17 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest, HttpResponse
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
+from django.utils import timezone
 
 from careline.middleware import ClinicScopeMiddleware
 from clinics import db_scope
 from clinics.db_security import AUDIT_TABLE, RLS_TABLES
 from clinics.models import AuditEvent
 from clinics.services import audit_record
+from contactcenter import visit_chat, visits
+from contactcenter.models import CallSession, VideoVisit
+from contactcenter.services import accept, claim_next
 from ehr.hl7.adt import handle_message
 from ehr.models import WriteBack
 from ivr.models import AppointmentReminder, CallLeg, InboundMessage, OutboundCall, ReminderCampaign, SmsOptOut
@@ -70,6 +75,20 @@ def _north_rows(personas: Any) -> Case:
     now = case.arrived_at
     campaign = ReminderCampaign.objects.create(clinic=north, name="north", window_start=now, window_end=now)
     AppointmentReminder.objects.create(campaign=campaign, clinic=north, appointment_id="a1", appointment_start=now)
+    # A video visit with its call session, a quality sample, a chat message and an attachment (the services
+    # set each child row's clinic from the visit).
+    visit = VideoVisit.objects.create(
+        room=uuid.uuid4(),
+        clinic=north,
+        case=case,
+        nurse=personas.alice,
+        token_hash=uuid.uuid4().hex * 2,
+        expires_at=timezone.now() + timedelta(minutes=15),
+    )
+    CallSession.objects.create(clinic=north, case=case, visit=visit)
+    visits.quality_record(visit_id=visit.pk, role="patient", figures={"rtt_ms": 12})
+    visit_chat.chat_post(visit=visit, role="patient", author=None, body="north chat")
+    visit_chat.attachment_store(visit=visit, role="patient", filename="north.pdf", data=b"%PDF-1.4 north")
     return case
 
 
@@ -197,6 +216,43 @@ def test_the_app_role_may_not_update_delete_or_truncate_audit_rows(personas, sta
     assert getattr(raised.value.__cause__, "sqlstate", None) == "42501"
     assert "permission denied for table clinics_auditevent" in str(raised.value)
     assert AuditEvent.objects.filter(action="case.read").count() == 1
+
+
+def test_the_patients_visit_pages_run_in_the_visits_clinic_scope_once_the_link_or_session_verified(
+    personas, monkeypatch
+) -> None:
+    """The patient has no account, so her requests start unset. Her join link (signature verified) and her
+    session bound to the room get the visit's clinic scope from one system-scoped lookup of the visit's ids:
+    she sees that clinic's rows only. A stranger stays unset; his refusal is audited in the visit's clinic."""
+    case = case_enqueue(clinic=personas.north, callback_number="+15553330003", acuity=3)
+    case_enqueue(clinic=personas.south, callback_number="+15553330004", acuity=3)  # must stay invisible
+    assert claim_next(user=personas.alice).pk == case.pk
+    accept(user=personas.alice, case_id=case.pk)
+    started = visits.visit_start(user=personas.alice, case_id=case.pk, base_url="https://careline.test")
+    room, path = started.visit.room, started.link.removeprefix("https://careline.test")
+    seen: list[tuple[str, list[int]]] = []
+    history = visit_chat.visit_history
+
+    def probe(*, visit: VideoVisit) -> list[dict[str, Any]]:
+        seen.append((db_scope.current(), sorted(set(Case.objects.values_list("clinic_id", flat=True)))))
+        return history(visit=visit)
+
+    monkeypatch.setattr(visit_chat, "visit_history", probe)
+
+    assert Client().get(f"/visit/{room}/history/").status_code == 403 and seen == []
+    assert AuditEvent.objects.filter(
+        clinic=personas.north,
+        actor=None,
+        action="access.denied",
+        object_type="video_visit",
+        object_id=str(started.visit.pk),
+    ).exists()
+    patient = Client()
+    assert patient.get(path).status_code == 200  # the landing page: the link verified, read in North's scope
+    assert patient.post(path).status_code == 302  # redeemed: timeline entry and audit row written under RLS
+    assert patient.get(f"/visit/{room}/history/").status_code == 200
+    assert seen == [(str(personas.north.pk), [personas.north.pk])]
+    assert db_scope.current() == db_scope.SYSTEM  # the test's own scope is back
 
 
 def test_the_app_role_grants_on_the_audit_table_are_select_and_insert_only() -> None:
