@@ -39,6 +39,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from careline.drain import DrainAware
 from clinics import db_scope
 from contactcenter import visit_chat, visits
 from contactcenter.models import VideoVisit
@@ -92,8 +93,14 @@ def _record(clinic_id: int, visit_id: int, role: str, figures: dict[str, Any]) -
         visits.quality_record(visit_id=visit_id, role=role, figures=figures)
 
 
-class VisitConsumer(AsyncJsonWebsocketConsumer):
-    """Relays signaling and presence between the two participants of one visit room."""
+class VisitConsumer(DrainAware, AsyncJsonWebsocketConsumer):
+    """Relays signaling and presence between the two participants of one visit room.
+
+    Drain-aware with policy "finish" (`careline.drain`): a draining node refuses new visit sockets (close 4013:
+    the page reconnects through the proxy to another node) but keeps an ongoing visit open until it ends or the
+    drain deadline passes."""
+
+    drain_policy = "finish"
 
     room = ""
     role = ""

@@ -26,6 +26,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from careline.drain import refuse_if_draining
 from contactcenter import turn, visit_chat, visits
 from contactcenter.models import VideoVisit, VisitAttachment
 from contactcenter.views import _Conflict, _nurse, _source_ip, staff_view
@@ -66,7 +67,11 @@ def _page_config(visit: VideoVisit, role: str) -> dict[str, Any]:
 @require_POST
 @staff_view
 def visit_start(request: HttpRequest, case_id: int) -> HttpResponse:
-    """Start a video visit for the nurse's accepted case; the patient gets the join link by SMS."""
+    """Start a video visit for the nurse's accepted case; the patient gets the join link by SMS. A draining
+    node (`careline.drain`) answers 503 with Retry-After: new rooms start on another node."""
+    refused = refuse_if_draining()
+    if refused is not None:
+        return refused
     started = visits.visit_start(
         user=_nurse(request), case_id=case_id, base_url=_base_url(request), source_ip=_source_ip(request)
     )

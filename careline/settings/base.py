@@ -400,6 +400,27 @@ LOGGING = {
     },
 }
 
+# --- Operations (ops app, careline.drain / health / metrics; README "Operating CareLine") --------------------
+# Drain: a draining node waits at most this long for open calls before it exits 0 (seconds) ...
+DRAIN_TIMEOUT_SECONDS = env.float("DRAIN_TIMEOUT_SECONDS", default=600.0)
+# ... and checks its drain flag this often (seconds).
+DRAIN_POLL_SECONDS = env.float("DRAIN_POLL_SECONDS", default=1.0)
+# ... and stops this long after closing its last sockets, so their close frames are sent (seconds).
+DRAIN_EXIT_GRACE_SECONDS = env.float("DRAIN_EXIT_GRACE_SECONDS", default=1.0)
+# The per-process drain watcher (careline.drain.DrainWatcher); off only in the test suite's in-process apps.
+DRAIN_WATCHER = env.bool("DRAIN_WATCHER", default=True)
+# /readyz: the channel-layer round trip must come back within this (seconds).
+READYZ_TIMEOUT_SECONDS = env.float("READYZ_TIMEOUT_SECONDS", default=2.0)
+# /metrics: `Authorization: Bearer <METRICS_TOKEN>` when set; otherwise only these source addresses/networks.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+PROMETHEUS_EXPORT_MIGRATIONS = False
+# SLO alerts are also POSTed (JSON) here when set; retried with backoff by Celery.
+SLO_ALERT_WEBHOOK_URL = env.str("SLO_ALERT_WEBHOOK_URL", default="")
+SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Capacity planner: measured per-process figures written by the benchmarks (keys in ops/capacity.py).
+CAPACITY_FIGURES_PATH = env.str("CAPACITY_FIGURES_PATH", default=str(BASE_DIR / "bench" / "figures.json"))
+
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT_SECONDS
 
 # --- Security headers (every environment, not only production: the console must work under them) ----------

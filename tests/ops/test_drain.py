@@ -121,3 +121,27 @@ def test_drain_command_sets_and_cancels_the_flag(node):
 
 def test_asgi_http_is_wrapped_by_the_watcher_starter():
     assert isinstance(application.application_mapping["http"], drain.DrainWatcherMiddleware)
+
+
+async def test_a_draining_node_refuses_new_visit_sockets_and_new_visits(personas, node):
+    """The video room consumer and the "start a visit" view take part in the drain (policy "finish")."""
+    from contactcenter.visit_consumers import VisitConsumer
+
+    assert VisitConsumer.drain_policy == "finish"
+    await asyncio.to_thread(drain.drain_start, node=node, timeout_seconds=30)
+    communicator = WebsocketCommunicator(application, "/ws/visit/6f1c8a52-5d2e-4a39-9a43-3c5e2b0e8f10/")
+    communicator.scope["headers"] = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4013}
+    await communicator.wait()
+
+    def start_visit() -> tuple[int, str]:
+        from django.test import Client
+
+        client = Client()
+        client.force_login(personas.alice)
+        response = client.post("/console/cases/999999/video/")
+        return response.status_code, response.get("Retry-After", "")
+
+    assert await asyncio.to_thread(start_visit) == (503, "1")
