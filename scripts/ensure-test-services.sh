@@ -24,5 +24,18 @@ if [ "${CARELINE_SKIP_CHROMIUM:-0}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
     echo "warning: /usr/bin/chromium missing; the browser tests will fail (apt-get install chromium)" >&2
   fi
 fi
+# coturn (TURN relay: video visits through a real relay) and HAProxy (the scaled topology's proxy) for their tests.
+missing=()
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "installing ${missing[*]} (video and topology tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: ${missing[*]} missing; the video / topology tests will fail (apt-get install ${missing[*]})" >&2
+  fi
+fi
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping
