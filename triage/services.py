@@ -343,8 +343,10 @@ def _claim_next_postgresql(*, clinic: Clinic, nurse: User, now: datetime) -> Cas
             if chosen is not None
             else None
         )
+        # The ranking of the whole queue as it stood before this claim: the chosen case counts as queued.
+        before = _queued_q(now) if chosen is None else _queued_q(now) | Q(pk=chosen.pk)
         _record_skips(
-            Case.objects.filter(_queued_q(now), clinic=clinic),
+            Case.objects.filter(before, clinic=clinic),
             profile=read.profile,
             nurse=nurse,
             discipline=discipline,
