@@ -51,6 +51,8 @@ audit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh
 	$(PY) bench/claim.py
+	$(PY) bench/fanout.py
+	$(PY) bench/writeback_drain.py
 	$(PY) bench/claim_latency.py
 	$(PY) bench/kleinrock.py
 	$(PY) bench/nurse_line.py
