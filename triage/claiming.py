@@ -80,13 +80,17 @@ _PARAM_SKILLS = "%(skills)s::jsonb"
 _PARAM_STATES = "%(states)s::text[]"
 
 
-def _eligible_queued(alias: str, *, skills: str, states: str) -> str:
+def _eligible_queued(alias: str, *, skills: str | None, states: str | None) -> str:
     """SQL condition: `alias` is a queued case of the clinic, due, that the nurse may take (`eligibility_q`);
-    `skills`/`states` are SQL expressions for her profile."""
-    return (
+    `skills`/`states` are SQL expressions for her profile, None when no queued case has requirements."""
+    due = (
         f"{alias}.clinic_id = %(clinic)s AND {alias}.state = %(queued)s"
         f" AND ({alias}.callback_due_at IS NULL OR {alias}.callback_due_at <= %(now)s)"
-        f" AND ({alias}.skills_relaxed_at IS NOT NULL OR {alias}.required_skills <@ {skills})"
+    )
+    if skills is None or states is None:
+        return due
+    return (
+        due + f" AND ({alias}.skills_relaxed_at IS NOT NULL OR {alias}.required_skills <@ {skills})"
         f" AND ({alias}.required_license_state = '' OR {alias}.required_license_state = ANY({states}))"
     )
 
@@ -98,8 +102,8 @@ def _line(
     *,
     select: str,
     lock: bool,
-    skills: str = _PARAM_SKILLS,
-    states: str = _PARAM_STATES,
+    skills: str | None = _PARAM_SKILLS,
+    states: str | None = _PARAM_STATES,
 ) -> str:
     """One line's head query: the level's unboosted cases by arrival, or its boosted ones by `priority_since`."""
     boost = f"{alias}.priority_boost_seconds > 0" if boosted else f"{alias}.priority_boost_seconds = 0"
@@ -178,6 +182,12 @@ _PARAM_TYPES = {
     "summary": "text",
     "offered_to": "text",
     "discipline": "text",
+    "strict": "boolean",
+    "rate1": "float8",
+    "rate2": "float8",
+    "rate3": "float8",
+    "rate4": "float8",
+    "rate5": "float8",
 }
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -363,7 +373,11 @@ def claim_first_free(
     rows = _run(_claim_sql(tuple(lines)), params)
     if not rows:
         return None
-    row = rows[0]
+    return _case_from_row(rows[0])
+
+
+def _case_from_row(row: tuple[Any, ...]) -> Case:
+    """A `Case` from the claim statement's returned columns (`_case_columns`), PHI columns deferred."""
     global _CONVERTERS
     if _CONVERTERS is None:
         _CONVERTERS = []
@@ -377,3 +391,145 @@ def claim_first_free(
             value = convert(value, column, connection)
         values.append(value)
     return Case.from_db(connection.alias, [attname for attname, _, _ in _CONVERTERS], values)
+
+
+# --- one statement: rank, lock, reserve and log (the common case) ---------------------------------------------
+
+_LINES: tuple[tuple[int, bool], ...] = tuple((level, boosted) for level in range(1, 6) for boosted in (False, True))
+
+
+@dataclass(frozen=True)
+class OneStatementClaim:
+    """What `claim_in_one_statement` did: `case` (None: nothing claimed), and `needs_full_path` (True when the
+    nurse holds an open case or a queued case has routing requirements: the statement then claims nothing and
+    the caller runs the two-statement path, which handles both)."""
+
+    case: Case | None
+    needs_full_path: bool
+
+
+def _one_statement_sql() -> str:
+    fields = _case_columns()
+    returning = ", ".join(f"{_CASE}.{f.column}" for f in fields)
+    columns = ", ".join(f"claimed.{f.column}" for f in fields)
+    nulls = ", ".join("NULL" for _ in fields)
+    heads = "\n    UNION ALL\n".join(
+        f"SELECT {i} AS line, {acuity} AS acuity, %(rate{acuity})s AS rate, ("
+        + _line(
+            "h",
+            acuity,
+            boosted,
+            select="h.priority_since" if boosted else "h.arrived_at",
+            lock=False,
+            skills=None,  # no queued case has requirements: every queued case is eligible
+            states=None,
+        )
+        + ") AS since"
+        for i, (acuity, boosted) in enumerate(_LINES, start=1)
+    )
+
+    def pick(rank: int) -> str:
+        branches = " ".join(
+            f"WHEN {i} THEN (" + _line("c", acuity, boosted, select="c.id", lock=True, skills=None, states=None) + ")"
+            for i, (acuity, boosted) in enumerate(_LINES, start=1)
+        )
+        return f"CASE (SELECT line FROM ranked WHERE rn = {rank}) {branches} END"
+
+    picks = ",\n        ".join(pick(rank) for rank in range(1, len(_LINES) + 1))
+    wait = "trunc(extract(epoch FROM (%(now)s::timestamptz - claimed.arrived_at)))::bigint"
+    return f"""
+WITH flags AS (
+    SELECT
+        EXISTS (SELECT 1 FROM {_CASE} o WHERE o.clinic_id = %(clinic)s AND o.reserved_by_id = %(nurse)s
+                AND o.state = ANY(%(open)s)) AS has_open,
+        EXISTS (SELECT 1 FROM {_CASE} r WHERE r.clinic_id = %(clinic)s AND r.state = %(queued)s
+                AND (r.callback_due_at IS NULL OR r.callback_due_at <= %(now)s)
+                AND ((r.skills_relaxed_at IS NULL AND r.required_skills <> '[]'::jsonb)
+                     OR r.required_license_state <> '')) AS restricted
+), heads AS (
+    {heads}
+), ranked AS (
+    SELECT heads.line, row_number() OVER (
+        ORDER BY
+            CASE WHEN %(strict)s THEN 0::float8
+                 WHEN heads.rate = 'Infinity'::float8 THEN 'Infinity'::float8
+                 ELSE heads.rate * greatest(extract(epoch FROM (%(now)s::timestamptz - heads.since))::float8, 0)
+            END DESC,
+            heads.acuity, heads.since
+    ) AS rn
+    FROM heads, flags
+    WHERE heads.since IS NOT NULL AND NOT flags.has_open AND NOT flags.restricted
+), claimed AS (
+    UPDATE {_CASE} SET state = %(reserved)s, reserved_by_id = %(nurse)s, reserved_at = %(now)s,
+        reservation_expires_at = %(expires)s
+    WHERE {_CASE}.id = COALESCE(
+        {picks})
+    RETURNING {returning}
+), event AS (
+    INSERT INTO {CaseEvent._meta.db_table} (case_id, clinic_id, kind, at, actor_id, summary, detail)
+    SELECT claimed.id, claimed.clinic_id, %(event_kind)s, %(now)s, %(nurse)s, %(summary)s,
+        jsonb_build_object('wait_seconds', {wait}, 'discipline', %(discipline)s::text)
+    FROM claimed
+), ledger AS (
+    INSERT INTO {RoutingLedgerEntry._meta.db_table} (case_id, clinic_id, at, kind, nurse_id, reason)
+    SELECT claimed.id, claimed.clinic_id, %(now)s, %(ledger_kind)s, %(nurse)s,
+        left(%(offered_to)s::text || COALESCE({wait}, 0)::text || ' s' || COALESCE(' in ' || q.name, ''), 500)
+    FROM claimed LEFT JOIN {Queue._meta.db_table} q ON q.id = claimed.queue_id
+)
+SELECT FALSE, {columns} FROM claimed
+UNION ALL
+SELECT TRUE, {nulls} FROM flags WHERE flags.has_open OR flags.restricted
+"""
+
+
+_ONE_STATEMENT_SQL: str | None = None
+
+
+def claim_in_one_statement(
+    *,
+    clinic_id: int,
+    nurse_id: int,
+    now: datetime,
+    expires: datetime,
+    rates: dict[int, float],
+    strict: bool,
+    summary: str,
+    offered_to: str,
+    discipline: str,
+) -> OneStatementClaim:
+    """The whole claim in one statement, when the nurse holds no open case and no queued case has routing
+    requirements (then every queued case is eligible for every nurse, so no profile is needed).
+
+    Reads the ten line heads without locks, ranks them in SQL exactly as `triage.priority.ranked` does for
+    `accumulating` (`b_k * max(wait, 0)` best first, an infinite rate first of all, ties to the more urgent
+    level then the older case) or `strict` (level, then age), then for rank 1, 2, ... locks the first free
+    case of that line (`CASE` on the rank picks one `FOR UPDATE SKIP LOCKED` sub-select; `COALESCE` stops
+    at the first hit, so one row is locked), reserves it and writes its timeline and ledger rows.
+    `rates`: level -> b_k (1/s, `math.inf` allowed); other arguments as in `claim_first_free`. Being one
+    statement, it is atomic without an explicit transaction (autocommit). PostgreSQL only.
+    """
+    global _ONE_STATEMENT_SQL
+    if _ONE_STATEMENT_SQL is None:
+        _ONE_STATEMENT_SQL = _one_statement_sql()
+    params: dict[str, Any] = {
+        "clinic": clinic_id,
+        "nurse": nurse_id,
+        "now": now,
+        "expires": expires,
+        "queued": _QUEUED,
+        "open": list(_OPEN),
+        "reserved": str(CaseState.RESERVED),
+        "event_kind": str(CaseEvent.Kind.RESERVED),
+        "ledger_kind": str(RoutingLedgerEntry.Kind.OFFERED),
+        "summary": summary[:500],
+        "offered_to": offered_to,
+        "discipline": discipline,
+        "strict": strict,
+        **{f"rate{level}": float(rates[level]) for level in range(1, 6)},
+    }
+    rows = _run(_ONE_STATEMENT_SQL, params)
+    if not rows:
+        return OneStatementClaim(case=None, needs_full_path=False)
+    if rows[0][0]:
+        return OneStatementClaim(case=None, needs_full_path=True)
+    return OneStatementClaim(case=_case_from_row(rows[0][1:]), needs_full_path=False)

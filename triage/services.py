@@ -283,7 +283,6 @@ def claim_discipline(*, clinic: Clinic, now: datetime | None = None) -> QueueDis
     return discipline
 
 
-@transaction.atomic
 def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None) -> Case | None:
     """Reserve the head of `clinic`'s queue for `nurse`; None when the queue is empty.
 
@@ -299,13 +298,37 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
 
     Writes the `reserved` timeline entry (detail: `wait_seconds`, `discipline`), the `offered` routing
     ledger entry, `skipped` entries for better-ranked heads the nurse may not take (`triage.routing`), and
-    publishes `case.reserved` on commit. On PostgreSQL this takes two statements (`triage.claiming`); on
-    other databases the portable ORM path below applies the same rules in more round trips.
+    publishes `case.reserved` on commit. All of it is one transaction (the caller's, if it has one).
+
+    On PostgreSQL (`triage.claiming`): one statement when the nurse holds no open case and no queued case
+    has routing requirements (the common case), else two statements in a transaction. Other databases
+    (SQLite, the embedded run) take the portable ORM path, which applies the same rules in more round trips.
     """
     now = now or timezone.now()
-    if connection.vendor == "postgresql":
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return _claim_next_portable(clinic=clinic, nurse=nurse, now=now)
+    discipline = claim_discipline(clinic=clinic, now=now)
+    name = _name(nurse)
+    one = claiming.claim_in_one_statement(
+        clinic_id=clinic.pk,
+        nurse_id=nurse.pk,
+        now=now,
+        expires=now + timedelta(seconds=settings.TRIAGE_RESERVATION_SECONDS),
+        rates=discipline.rates,
+        strict=discipline.mode == priority.Mode.STRICT,
+        summary=f"Reserved by {name}",
+        offered_to=f"Offered to {name} after ",
+        discipline=str(discipline.mode),
+    )
+    if one.case is not None:
+        # Outside a transaction the statement has committed and this publishes at once; inside one, on commit.
+        events.publish(clinic.pk, "case.reserved", {"case_id": one.case.pk, "nurse_id": nurse.pk})
+        return one.case
+    if not one.needs_full_path:
+        return None
+    with transaction.atomic():
         return _claim_next_postgresql(clinic=clinic, nurse=nurse, now=now)
-    return _claim_next_portable(clinic=clinic, nurse=nurse, now=now)
 
 
 def _queued_q(now: datetime) -> Q:
@@ -314,7 +337,8 @@ def _queued_q(now: datetime) -> Q:
 
 
 def _claim_next_postgresql(*, clinic: Clinic, nurse: User, now: datetime) -> Case | None:
-    """`case_claim_next` in two statements (`triage.claiming`): read (open case, profile, heads), then claim."""
+    """`case_claim_next` in two statements (`triage.claiming`): read (open case, profile, heads), then claim.
+    Any open case, any routing requirement. Run it in a transaction."""
     read = claiming.read_queue(clinic_id=clinic.pk, nurse_id=nurse.pk, now=now)
     if read.open_case_id is not None:
         existing = _open_case_of(nurse, clinic)

@@ -5,6 +5,7 @@ both disciplines); it locks exactly one row; it reads no PHI."""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from datetime import timedelta
@@ -14,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from clinics.models import StaffMember
-from triage import services
+from triage import claiming, services
 from triage.models import Case, CaseEvent, CaseState, Queue, RoutingLedgerEntry
 from triage.services import case_claim_next
 
@@ -102,12 +103,55 @@ def test_fast_path_does_what_the_portable_path_does(personas, settings, seed):
     else:
         held = None
 
-    fast = _outcome(services._claim_next_postgresql, clinic=personas.north, nurse=personas.alice, now=now)
+    # case_claim_next: one statement, or (open case, routing requirements) the two-statement path.
+    claim = _outcome(case_claim_next, clinic=personas.north, nurse=personas.alice, now=now)
+    two_statements = _outcome(services._claim_next_postgresql, clinic=personas.north, nurse=personas.alice, now=now)
     portable = _outcome(services._claim_next_portable, clinic=personas.north, nurse=personas.alice, now=now)
 
-    assert fast == portable
+    assert claim == portable
+    assert two_statements == portable
+    fast = claim
     if held is not None:
         assert fast["case"][0] == held.pk
+
+
+def _one_statement(clinic, nurse, now):
+    return claiming.claim_in_one_statement(
+        clinic_id=clinic.pk,
+        nurse_id=nurse.pk,
+        now=now,
+        expires=now + timedelta(minutes=2),
+        rates={1: math.inf, 2: 1 / 900, 3: 1 / 1800, 4: 1 / 3600, 5: 1 / 7200},
+        strict=False,
+        summary="Reserved by Alice Nurse",
+        offered_to="Offered to Alice Nurse after ",
+        discipline="accumulating",
+    )
+
+
+@pytest.mark.django_db
+def test_one_statement_claims_unless_an_open_case_or_a_routing_requirement_needs_the_full_path(personas):
+    now = timezone.now()
+    first = Case.objects.create(
+        clinic=personas.north, callback_number="+15555550100", acuity=4, arrived_at=now - timedelta(minutes=50)
+    )
+    second = Case.objects.create(
+        clinic=personas.north, callback_number="+15555550100", acuity=2, arrived_at=now - timedelta(minutes=10)
+    )
+    one = _one_statement(personas.north, personas.alice, now)
+    assert (one.case.pk, one.needs_full_path) == (first.pk, False)  # level 4 at 50/60 of target (0.83) first
+    # Alice now holds an open case: the statement claims nothing and asks for the full path.
+    one = _one_statement(personas.north, personas.alice, now)
+    assert (one.case, one.needs_full_path) == (None, True)
+    assert _one_statement(personas.north, personas.dave, now).case.pk == second.pk
+    Case.objects.create(
+        clinic=personas.north, callback_number="+15555550100", acuity=3, arrived_at=now, required_license_state="NY"
+    )
+    Case.objects.create(clinic=personas.north, callback_number="+15555550100", acuity=3, arrived_at=now)
+    nurse = StaffMember.objects.get(user__username="carol").user  # another clinic's nurse: no open case here
+    one = _one_statement(personas.north, nurse, now)
+    assert (one.case, one.needs_full_path) == (None, True)
+    assert Case.objects.filter(state=CaseState.QUEUED).count() == 2
 
 
 @pytest.mark.django_db
