@@ -6,7 +6,7 @@ PORT ?= 8000
 FHIR_PORT ?= 8091
 MLLP_PORT ?= 2575
 
-.PHONY: run test test-embedded lint typecheck audit services bench clean
+.PHONY: run test test-embedded lint typecheck audit services bench chaos clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ typecheck: $(VENV)/.installed
 ## PyPI's vulnerability JSON (see README "Security" -> "Dependency audit").
 audit: $(VENV)/.installed
 	$(VENV)/bin/pip-audit --strict --vulnerability-service osv -r requirements.txt
+
+## chaos: the fault-injection tests alone (tests/chaos, marker `chaos`; they also run in `make test`).
+chaos: $(VENV)/.installed
+	scripts/ensure-test-services.sh
+	$(PY) -m pytest -m chaos tests/chaos
 
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh
