@@ -6,7 +6,7 @@ PORT ?= 8000
 FHIR_PORT ?= 8091
 MLLP_PORT ?= 2575
 
-.PHONY: up-scaled run test test-embedded lint typecheck audit services bench clean
+.PHONY: up-scaled run test test-embedded lint typecheck audit services bench chaos clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,9 +54,16 @@ typecheck: $(VENV)/.installed
 audit: $(VENV)/.installed
 	$(VENV)/bin/pip-audit --strict --vulnerability-service osv -r requirements.txt
 
+## chaos: the fault-injection tests alone (tests/chaos, marker `chaos`; they also run in `make test`).
+chaos: $(VENV)/.installed
+	scripts/ensure-test-services.sh
+	$(PY) -m pytest -m chaos tests/chaos
+
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh
 	$(PY) bench/claim.py
+	$(PY) bench/fanout.py
+	$(PY) bench/writeback_drain.py
 	$(PY) bench/claim_latency.py
 	$(PY) bench/kleinrock.py
 	$(PY) bench/nurse_line.py

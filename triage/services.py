@@ -25,7 +25,7 @@ from careline import metrics
 from clinics import events, roles
 from clinics.models import Clinic, StaffMember
 from clinics.selectors import NotStaff, staff_for_user
-from triage import priority, risk, routing
+from triage import claiming, priority, risk, routing
 from triage.dispositions import disposition_for
 from triage.exceptions import InvalidOverride, InvalidTransition, NotYourCase, OverrideNotAllowed, UnknownDisposition
 from triage.models import (
@@ -284,7 +284,6 @@ def claim_discipline(*, clinic: Clinic, now: datetime | None = None) -> QueueDis
     return discipline
 
 
-@transaction.atomic
 def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None) -> Case | None:
     """Reserve the head of `clinic`'s queue for `nurse`; None when the queue is empty.
 
@@ -292,22 +291,108 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     accumulating priority with the clinic's tuned rates (`Clinic.accumulation_rates`, else 1 / target), or
     strict priority while the offered load is at or above `Clinic.overload_threshold`
     (`triage.selectors.queue_discipline`). The levels are ranked from an unlocked read of their heads; then,
-    in that order, one
-    `SELECT ... WHERE acuity = k ORDER BY arrived_at LIMIT 1 FOR UPDATE SKIP LOCKED` locks exactly one row.
-    Concurrent claims therefore lock different rows, never return the same case, and a nurse gets nothing
-    only when every queued case is locked or taken. A nurse who already holds a reserved or in-progress
-    case gets that case back instead of a second one. The reservation expires after
-    `TRIAGE_RESERVATION_SECONDS` unless accepted (`case_accept`).
+    in that order, the first case of a level's line that no other transaction holds is locked with
+    `FOR UPDATE SKIP LOCKED`. Concurrent claims therefore lock different rows, never return the same case,
+    and a nurse gets nothing only when every queued case she may take is locked or taken. A nurse who
+    already holds a reserved or in-progress case gets that case back instead of a second one. The
+    reservation expires after `TRIAGE_RESERVATION_SECONDS` unless accepted (`case_accept`).
+
+    Writes the `reserved` timeline entry (detail: `discipline`), the `offered` routing ledger entry (its
+    reason carries the wait in seconds), `skipped` entries for better-ranked heads the nurse may not take
+    (`triage.routing`), and publishes `case.reserved` on commit. All of it is one transaction (the caller's, if it has one).
+
+    On PostgreSQL (`triage.claiming`): one statement when the nurse holds no open case and no queued case
+    has routing requirements (the common case), else two statements in a transaction. Other databases
+    (SQLite, the embedded run) take the portable ORM path, which applies the same rules in more round trips.
     """
     now = now or timezone.now()
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return _claim_next_portable(clinic=clinic, nurse=nurse, now=now)
+    discipline = claim_discipline(clinic=clinic, now=now)
+    name = _name(nurse)
+    one = claiming.claim_in_one_statement(
+        clinic_id=clinic.pk,
+        nurse_id=nurse.pk,
+        now=now,
+        expires=now + timedelta(seconds=settings.TRIAGE_RESERVATION_SECONDS),
+        rates=discipline.rates,
+        strict=discipline.mode == priority.Mode.STRICT,
+        summary=f"Reserved by {name}",
+        offered_to=f"Offered to {name} after ",
+        discipline=str(discipline.mode),
+    )
+    if one.case is not None:
+        # Outside a transaction the statement has committed and this publishes at once; inside one, on commit.
+        events.publish(clinic.pk, "case.reserved", {"case_id": one.case.pk, "nurse_id": nurse.pk})
+        return one.case
+    if not one.needs_full_path:
+        return None
+    with transaction.atomic():
+        return _claim_next_postgresql(clinic=clinic, nurse=nurse, now=now)
+
+
+def _queued_q(now: datetime) -> Q:
+    # A callback case whose last attempt went unanswered keeps its place but is not due before `callback_due_at`.
+    return Q(state=CaseState.QUEUED) & (Q(callback_due_at__isnull=True) | Q(callback_due_at__lte=now))
+
+
+def _claim_next_postgresql(*, clinic: Clinic, nurse: User, now: datetime) -> Case | None:
+    """`case_claim_next` in two statements (`triage.claiming`): read (open case, profile, heads), then claim.
+    Any open case, any routing requirement. Run it in a transaction."""
+    read = claiming.read_queue(clinic_id=clinic.pk, nurse_id=nurse.pk, now=now)
+    if read.open_case_id is not None:
+        existing = _open_case_of(nurse, clinic)
+        if existing is not None:
+            return existing
+    discipline = claim_discipline(clinic=clinic, now=now)
+    ranked = priority.ranked(read.heads, rates=discipline.rates, now=now, mode=discipline.mode)
+    name = _name(nurse)
+    chosen = claiming.claim_first_free(
+        lines=[(head.acuity, head.boosted) for head in ranked],
+        clinic_id=clinic.pk,
+        nurse_id=nurse.pk,
+        profile=read.profile,
+        now=now,
+        expires=now + timedelta(seconds=settings.TRIAGE_RESERVATION_SECONDS),
+        summary=f"Reserved by {name}",
+        offered_to=f"Offered to {name} after ",
+        discipline=str(discipline.mode),
+    )
+    if read.restricted:
+        line_head = (
+            next(
+                (h for h in ranked if h.acuity == chosen.acuity and h.boosted == (chosen.priority_boost_seconds > 0)),
+                None,
+            )
+            if chosen is not None
+            else None
+        )
+        # The ranking of the whole queue as it stood before this claim: the chosen case counts as queued.
+        before = _queued_q(now) if chosen is None else _queued_q(now) | Q(pk=chosen.pk)
+        _record_skips(
+            Case.objects.filter(before, clinic=clinic),
+            profile=read.profile,
+            nurse=nurse,
+            discipline=discipline,
+            now=now,
+            better_than_pk=line_head.pk if line_head is not None else None,
+            boosted=True,
+        )
+    if chosen is None:
+        return None
+    events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
+    return chosen
+
+
+def _claim_next_portable(*, clinic: Clinic, nurse: User, now: datetime) -> Case | None:
+    """`case_claim_next` through the ORM (any database; SQLite in the embedded run): one locking query per
+    level line tried, then the save and the two log rows."""
     existing = _open_case_of(nurse, clinic)
     if existing is not None:
         return existing
     profile = nurse_profile(nurse=nurse, clinic=clinic)
-    # A callback case whose last attempt went unanswered keeps its place but is not due before `callback_due_at`.
-    all_queued = Case.objects.filter(clinic=clinic, state=CaseState.QUEUED).filter(
-        Q(callback_due_at__isnull=True) | Q(callback_due_at__lte=now)
-    )
+    all_queued = Case.objects.filter(_queued_q(now), clinic=clinic)
     # Routing: only cases whose required skills and licensure state this nurse holds (triage.routing).
     queued = all_queued.filter(routing.eligibility_q(profile))
     # Two cheap probes on partial indexes keep the common case (no boosts, no requirements) at five head lookups.
@@ -329,7 +414,7 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
             nurse=nurse,
             discipline=discipline,
             now=now,
-            better_than=chosen_head,
+            better_than_pk=chosen_head.pk if chosen_head is not None else None,
             boosted=boosted,
         )
     if chosen is None:
@@ -346,7 +431,7 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
         kind=CaseEvent.Kind.RESERVED,
         summary=f"Reserved by {_name(nurse)}",
         actor=nurse,
-        detail={"wait_seconds": wait_seconds, "discipline": str(discipline.mode)},
+        detail={"discipline": str(discipline.mode)},  # the wait is in the offered ledger entry's reason
     )
     routing_ledger_add(
         case=chosen,
@@ -405,7 +490,7 @@ def _record_skips(
     nurse: User,
     discipline: QueueDiscipline,
     now: datetime,
-    better_than: _Head | None,
+    better_than_pk: int | None,
     boosted: bool,
 ) -> None:
     """Ledger `skipped` for the head-of-line cases (per-level heads of the whole queue) that rank above what
@@ -416,8 +501,8 @@ def _record_skips(
     )
     ahead = (
         ranked
-        if better_than is None
-        else ranked[: next((i for i, h in enumerate(ranked) if h.pk == better_than.pk), len(ranked))]
+        if better_than_pk is None
+        else ranked[: next((i for i, h in enumerate(ranked) if h.pk == better_than_pk), len(ranked))]
     )
     if not ahead:
         return

@@ -138,7 +138,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="careline")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default; the layer's receive is a blocking
+                # BZPOPMIN of up to 5 s, so an idle console's consumer died with TimeoutError (close 1011)
+                # every few seconds (django/channels_redis#422, redis/redis-py#4091). No client timeout here.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="careline"),
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -125,6 +125,12 @@ class Case(models.Model):
             # The per-level queue heads (DESIGN §5): one index range scan per acuity level.
             models.Index(fields=["clinic", "state", "acuity", "arrived_at"], name="case_queue_head"),
             models.Index(fields=["state", "reservation_expires_at"], name="case_reservation_expiry"),
+            # A nurse's open case, looked up on every claim: without it the lookup reads every case she ever held.
+            models.Index(
+                fields=["clinic", "reserved_by", "reserved_at"],
+                name="case_open_by_nurse",
+                condition=models.Q(state__in=["reserved", "in_progress"]),
+            ),
             models.Index(
                 fields=["clinic", "state", "acuity", "priority_since"],
                 name="case_boosted_queue_head",
