@@ -299,7 +299,8 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
 
     Writes the `reserved` timeline entry (detail: `discipline`), the `offered` routing ledger entry (its
     reason carries the wait in seconds), `skipped` entries for better-ranked heads the nurse may not take
-    (`triage.routing`), and publishes `case.reserved` on commit. All of it is one transaction (the caller's, if it has one).
+    (`triage.routing`), and publishes `case.reserved` on commit. All of it is one transaction (the caller's,
+    if it has one).
 
     On PostgreSQL (`triage.claiming`): one statement when the nurse holds no open case and no queued case
     has routing requirements (the common case), else two statements in a transaction. Other databases
