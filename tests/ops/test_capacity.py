@@ -103,3 +103,12 @@ def test_admin_page_is_for_clinic_admins(personas, clinic_admin, client: Client,
         assert client.get("/console/admin/capacity/", {"video_share": "2"}).status_code == 400
         client.force_login(personas.bob)  # a supervisor
         assert client.get("/console/admin/capacity/").status_code == 403
+
+
+def test_the_benchmarks_own_figures_file_feeds_the_claim_rate(tmp_path):
+    """bench/figures.py writes one section per benchmark; the planner reads the measured claim rate from it."""
+    path = tmp_path / "figures.json"
+    path.write_text('{"claim": {"project_claims_per_second": 143.4, "ratio": 0.31}, "fanout": {"consoles": 1000}}')
+    figures = capacity.load_figures(path)
+    assert figures["claims_per_second"] == (143.4, "measured: figures.json claim.project_claims_per_second")
+    assert figures["celery_tasks_per_second"] == capacity.FIGURE_DEFAULTS["celery_tasks_per_second"]
