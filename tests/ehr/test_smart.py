@@ -183,6 +183,9 @@ def test_kid_is_the_rfc7638_thumbprint(keys: dict[str, smart.ClientKey]) -> None
         assert key.kid == sekmet_thumbprint(key.public_jwk)
 
 
+# Every request passes ClinicScopeMiddleware, which sets the connection's row-level-security scope (an anonymous
+# request: none) on an open connection.
+@pytest.mark.django_db
 def test_jwks_endpoint_publishes_every_key_through_a_rotation(
     client: Any, keys: dict[str, smart.ClientKey], settings: Any
 ) -> None:
