@@ -310,23 +310,17 @@ def _sealed_event(*, summary: str, discipline: str) -> dict[str, str]:
     }
 
 
-def _claim_sql(lines: tuple[tuple[int, bool], ...]) -> str:
-    sql = _CLAIM_SQL.get(lines)
-    if sql is not None:
-        return sql
-    fields = _case_columns()
-    returning = ", ".join(f"{_CASE}.{f.column}" for f in fields)
-    columns = ", ".join(f"claimed.{f.column}" for f in fields)
-    pick = ",\n            ".join(
-        "(" + _line("c", acuity, boosted, select="c.id", lock=True) + ")" for acuity, boosted in lines
-    )
+def _reserve_ctes(picks: str, returning: str) -> str:
+    """The CTEs both claim statements end with: `claimed` (reserve the first of `picks`, an SQL list of
+    candidate ids, that COALESCE finds; `returning` the case columns), `event` (its `reserved` timeline entry,
+    sealed by `_sealed_event`) and `ledger` (its `offered` entry, the reason ending with the wait in seconds
+    and the queue)."""
     wait = "trunc(extract(epoch FROM (%(now)s::timestamptz - claimed.arrived_at)))::bigint"
-    sql = f"""
-WITH claimed AS (
+    return f"""claimed AS (
     UPDATE {_CASE} SET state = %(reserved)s, reserved_by_id = %(nurse)s, reserved_at = %(now)s,
         reservation_expires_at = %(expires)s
     WHERE {_CASE}.id = COALESCE(
-            {pick})
+        {picks})
     RETURNING {returning}
 ), event AS (
     INSERT INTO {CaseEvent._meta.db_table} (case_id, clinic_id, kind, at, actor_id, summary, detail)
@@ -337,7 +331,21 @@ WITH claimed AS (
     SELECT claimed.id, claimed.clinic_id, %(now)s, %(ledger_kind)s, %(nurse)s,
         left(%(offered_to)s::text || COALESCE({wait}, 0)::text || ' s' || COALESCE(' in ' || q.name, ''), 500)
     FROM claimed LEFT JOIN {Queue._meta.db_table} q ON q.id = claimed.queue_id
-)
+)"""
+
+
+def _claim_sql(lines: tuple[tuple[int, bool], ...]) -> str:
+    sql = _CLAIM_SQL.get(lines)
+    if sql is not None:
+        return sql
+    fields = _case_columns()
+    returning = ", ".join(f"{_CASE}.{f.column}" for f in fields)
+    columns = ", ".join(f"claimed.{f.column}" for f in fields)
+    pick = ",\n            ".join(
+        "(" + _line("c", acuity, boosted, select="c.id", lock=True) + ")" for acuity, boosted in lines
+    )
+    sql = f"""
+WITH {_reserve_ctes(pick, returning)}
 SELECT {columns} FROM claimed
 """
     _CLAIM_SQL[lines] = sql
@@ -447,7 +455,6 @@ def _one_statement_sql() -> str:
         return f"CASE (SELECT line FROM ranked WHERE rn = {rank}) {branches} END"
 
     picks = ",\n        ".join(pick(rank) for rank in range(1, len(_LINES) + 1))
-    wait = "trunc(extract(epoch FROM (%(now)s::timestamptz - claimed.arrived_at)))::bigint"
     return f"""
 WITH flags AS (
     SELECT
@@ -470,22 +477,7 @@ WITH flags AS (
     ) AS rn
     FROM heads, flags
     WHERE heads.since IS NOT NULL AND NOT flags.has_open AND NOT flags.restricted
-), claimed AS (
-    UPDATE {_CASE} SET state = %(reserved)s, reserved_by_id = %(nurse)s, reserved_at = %(now)s,
-        reservation_expires_at = %(expires)s
-    WHERE {_CASE}.id = COALESCE(
-        {picks})
-    RETURNING {returning}
-), event AS (
-    INSERT INTO {CaseEvent._meta.db_table} (case_id, clinic_id, kind, at, actor_id, summary, detail)
-    SELECT claimed.id, claimed.clinic_id, %(event_kind)s, %(now)s, %(nurse)s, %(summary)s, %(detail)s
-    FROM claimed
-), ledger AS (
-    INSERT INTO {RoutingLedgerEntry._meta.db_table} (case_id, clinic_id, at, kind, nurse_id, reason)
-    SELECT claimed.id, claimed.clinic_id, %(now)s, %(ledger_kind)s, %(nurse)s,
-        left(%(offered_to)s::text || COALESCE({wait}, 0)::text || ' s' || COALESCE(' in ' || q.name, ''), 500)
-    FROM claimed LEFT JOIN {Queue._meta.db_table} q ON q.id = claimed.queue_id
-)
+), {_reserve_ctes(picks, returning)}
 SELECT FALSE, {columns} FROM claimed
 UNION ALL
 SELECT TRUE, {nulls} FROM flags WHERE flags.has_open OR flags.restricted

@@ -86,7 +86,8 @@ async def test_a_client_that_goes_away_is_cleaned_up(registry: EchoRegistry) -> 
         while registry.active:
             await asyncio.sleep(0.05)
 
-    await asyncio.wait_for(gone(), timeout=20)
+    await asyncio.wait_for(gone(), timeout=20)  # raises TimeoutError if the session stays
+    assert registry.active == 0 and registry.get(run.answer["session"]) is None
 
 
 async def test_offers_it_cannot_echo_leave_nothing_behind(registry: EchoRegistry) -> None:
