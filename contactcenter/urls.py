@@ -18,6 +18,7 @@ urlpatterns = [
     path("cases/<int:case_id>/video/", visit_views.visit_start, name="case-video"),
     path("visits/<uuid:room>/", visit_views.nurse_visit, name="visit"),
     path("visits/<uuid:room>/end/", visit_views.nurse_visit_end, name="visit-end"),
+    path("visits/<uuid:room>/video-failed/", visit_views.nurse_visit_failed, name="visit-failed"),
     path("cases/<int:case_id>/attachments/<int:attachment_id>/", visit_views.case_attachment, name="case-attachment"),
     path("cases/<int:case_id>/conversation/", views.case_conversation_partial, name="case-conversation"),
     path("cases/<int:case_id>/call/", views.case_call_patient, name="case-call"),

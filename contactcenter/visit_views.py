@@ -17,6 +17,7 @@ to the room.
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -29,6 +30,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from careline.drain import refuse_if_draining
 from contactcenter import turn, visit_chat, visits
 from contactcenter.models import VideoVisit, VisitAttachment
+from contactcenter.precall import precall_token
 from contactcenter.views import _Conflict, _nurse, _source_ip, staff_view
 
 LINK_PAGES = {
@@ -88,7 +90,33 @@ def nurse_visit(request: HttpRequest, room: str) -> HttpResponse:
         )
     except visits.NotAParticipant as exc:
         raise _Conflict("You cannot join this video visit.") from exc
-    return render(request, "console/visit.html", {"visit": visit, "case": visit.case, "cfg": _page_config(visit, role)})
+    staff = request.staff  # type: ignore[attr-defined]
+    return render(
+        request,
+        "console/visit.html",
+        {
+            "visit": visit,
+            "case": visit.case,
+            "cfg": _page_config(visit, role),
+            # The phone fallback (`static/js/visit.js`): shown when the video has not connected within the budget.
+            "connect_budget_seconds": int(settings.VIDEO_CONNECT_BUDGET_SECONDS),
+            "nurse_number": staff.desk_number or staff.phone,
+        },
+    )
+
+
+@require_POST
+@staff_view
+def nurse_visit_failed(request: HttpRequest, room: str) -> HttpResponse:
+    """The nurse's page reports that the video did not connect (`why`: budget / failed): a timeline note on
+    the case (`visits.visit_video_failed`). 204; 409 for anyone but the visit's nurse of an open visit."""
+    try:
+        visits.visit_video_failed(
+            user=_nurse(request), room=room, why=request.POST.get("why", "failed"), source_ip=_source_ip(request)
+        )
+    except visits.NotAParticipant:
+        return JsonResponse({"error": "not the nurse of this open visit"}, status=409)
+    return HttpResponse(status=204)
 
 
 @require_POST
@@ -164,8 +192,16 @@ def patient_visit(request: HttpRequest, room: str) -> HttpResponse:
                 "clinic": visit.clinic,
                 "cfg": _page_config(visit, role),
                 "max_attachment_mb": int(settings.VIDEO_ATTACHMENT_MAX_BYTES) // (1024 * 1024),
+                **_precall_context(visit),
             },
         )
+
+
+def _precall_context(visit: VideoVisit) -> dict[str, str]:
+    """The pre-call test embedded in the patient's page: a token whose subject is the visit's id (no PHI)
+    and the visit's TURN servers (JSON), so the test goes through the same relay as the visit."""
+    ice = turn.turn_credentials(user_id=f"{visit.pk}-patient").as_json()["iceServers"]
+    return {"precall_token": precall_token(f"visit:{visit.pk}"), "precall_ice_servers": json.dumps(ice)}
 
 
 def _participant_or_none(request: HttpRequest, room: str) -> tuple[VideoVisit, str] | None:

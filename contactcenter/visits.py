@@ -527,6 +527,31 @@ def visit_end(*, user: User, room: str, source_ip: str | None = None) -> VideoVi
     return visit
 
 
+VIDEO_FAILED_WHY = {"budget": "did not connect in time", "failed": "connection failed and did not recover"}
+
+
+def visit_video_failed(*, user: User, room: str, why: str, source_ip: str | None = None) -> VideoVisit:
+    """The nurse's page reports that the video did not connect (`why`: "budget", the connect time budget
+    passed, or "failed", failed/disconnected without recovering): a timeline note on the case, so the phone
+    call that follows (`conversation.call_patient(reason="video_failed")`) has its cause next to it. The visit
+    stays open (the patient may still join). Raises NotAParticipant (audited) unless the user is the visit's
+    nurse and the visit is open.
+    """
+    visit, role = visit_participant(room=room, user=user, session_rooms=[], source_ip=source_ip)
+    if role != QualitySample.Role.NURSE:
+        raise NotAParticipant
+    seconds = int(settings.VIDEO_CONNECT_BUDGET_SECONDS)
+    text = VIDEO_FAILED_WHY.get(why, VIDEO_FAILED_WHY["failed"])
+    case_add_event(
+        case=visit.case,
+        kind=CaseEvent.Kind.VIDEO,
+        summary=f"Video failed: {text} (budget {seconds} s); phone call offered",
+        detail={"visit_id": visit.pk, "video_failed": why if why in VIDEO_FAILED_WHY else "failed"},
+        actor=user,
+    )
+    return visit
+
+
 def visits_end_for_case(*, case: Case, actor: User | None) -> int:
     """End the case's visits that have not ended (the case is closing); returns how many. Caller's transaction."""
     ended = 0

@@ -365,6 +365,9 @@ VIDEO_FORCE_RELAY = env.bool("VIDEO_FORCE_RELAY", default=False)
 VIDEO_AUDIO_ONLY_BELOW_KBPS = env.int("VIDEO_AUDIO_ONLY_BELOW_KBPS", default=150)
 # Store-and-forward during a visit: largest photo or document accepted (bytes).
 VIDEO_ATTACHMENT_MAX_BYTES = env.int("VIDEO_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
+# The nurse's visit page offers "call the patient's phone" when the video has not connected within this time
+# (or failed and did not recover).
+VIDEO_CONNECT_BUDGET_SECONDS = env.int("VIDEO_CONNECT_BUDGET_SECONDS", default=45)
 
 STATIC_ROOT.mkdir(exist_ok=True)
 

@@ -28,6 +28,9 @@ const cfg = {
   role: main.dataset.role,
   forceRelay: main.dataset.forceRelay === "true",
   audioOnlyBelowKbps: Number(main.dataset.audioOnlyBelowKbps || "150"),
+  // Nurse's page only: the phone fallback when the video does not connect (budget in seconds).
+  connectBudgetSeconds: Number(main.dataset.connectBudgetSeconds || "0"),
+  videoFailedUrl: main.dataset.videoFailedUrl || "",
 };
 const polite = cfg.role === "patient";
 const pageId = crypto.randomUUID();
@@ -64,6 +67,44 @@ let disconnectedTimer = null;
 
 // Exposed for tests and troubleshooting (no secrets: the peer connection and the last quality report).
 window.careLineVisit = { get pc() { return pc; }, lastStats: null, peerStats: null, pageId, restarts: 0, connections: 0 };
+
+// ---- phone fallback (nurse) -------------------------------------------------------------------------
+// When the connection has not reached "connected" within the budget, or failed / stayed disconnected and
+// did not recover within the budget after that, the nurse's page shows "Video is not connecting — call the
+// patient's phone" (a form posting to the case's call endpoint with reason=video_failed) and notes the
+// failure on the case timeline, once per page. A connection that comes back hides the offer again.
+let everConnected = false;
+let fallbackTimer = null;
+let failureNoted = false;
+
+function armFallback(why) {
+  if (!cfg.connectBudgetSeconds || cfg.role !== "nurse" || ended) return;
+  clearTimeout(fallbackTimer);
+  fallbackTimer = setTimeout(() => showFallback(why), cfg.connectBudgetSeconds * 1000);
+}
+
+function videoConnected() {
+  everConnected = true;
+  clearTimeout(fallbackTimer);
+  const box = $("video-fallback");
+  if (box) box.hidden = true;
+}
+
+function showFallback(why) {
+  const box = $("video-fallback");
+  if (!box || ended) return;
+  if (pc && pc.connectionState === "connected") return;
+  box.hidden = false;
+  window.careLineVisit.fallback = why;
+  if (failureNoted || !cfg.videoFailedUrl) return;
+  failureNoted = true;
+  const form = $("video-fallback-form");
+  const token = form ? form.querySelector("input[name=csrfmiddlewaretoken]").value : "";
+  const data = new FormData();
+  data.append("why", why);
+  fetch(cfg.videoFailedUrl, { method: "POST", body: data, credentials: "same-origin", headers: { "X-CSRFToken": token } })
+    .catch((err) => console.warn("video failed note", err));
+}
 
 // ---- socket ------------------------------------------------------------------------------------------
 let socket = null;
@@ -199,6 +240,13 @@ async function startPeerConnection() {
         if (unmute) unmute.hidden = false;
       });
     }
+  };
+  connection.onconnectionstatechange = () => {
+    if (connection !== pc) return;
+    const state = connection.connectionState;
+    if (state === "connected") videoConnected();
+    // Before the first connection the budget armed at start keeps running (a failure does not extend it).
+    else if ((state === "failed" || state === "disconnected") && everConnected) armFallback("failed");
   };
   connection.oniceconnectionstatechange = () => {
     if (connection !== pc) return;
@@ -415,6 +463,7 @@ let endShown = false;
 
 function onEnded() {
   ended = true;
+  clearTimeout(fallbackTimer);
   if (endShown) return;
   endShown = true;
   if (pc) pc.close();
@@ -447,6 +496,7 @@ async function start() {
     if (help) { help.dataset.state = "error"; help.textContent = MEDIA_HELP[err.name] || `Camera or microphone unavailable (${err.name}).`; }
     localStream = null; // join anyway: the nurse can still see that the patient is here
   }
+  armFallback("budget");
   connectSocket();
   setInterval(() => { collectStats().catch((err) => console.warn("stats", err)); }, STATS_EVERY_MS);
 }

@@ -252,3 +252,79 @@ def test_a_new_visit_replaces_the_open_one(personas, accepted_case):
     first.refresh_from_db()
     assert first.state == VideoVisit.State.ENDED and second.state == VideoVisit.State.INVITED
     assert b'data-reason="used"' in Client().post(first_path).content
+
+
+def _attr(content: bytes, name: str) -> str:
+    import html
+
+    match = re.search(rf'{name}="([^"]*)"'.encode(), content)
+    assert match, name
+    return html.unescape(match.group(1).decode())
+
+
+def test_patient_page_embeds_the_precall_test_with_a_token_for_that_visit_only(
+    personas, accepted_case, make_case, settings
+):
+    import json
+
+    from contactcenter.precall import precall_subject
+
+    settings.TURN_URLS = ["turn:127.0.0.1:3478?transport=udp"]
+    settings.TURN_SECRET = "s3cret"
+    visit, path = start(logged_in(personas.alice), accepted_case)
+    patient = Client()
+    patient.post(path)
+    page = patient.get(f"/visit/{visit.room}/")
+    assert page.status_code == 200 and b"js/precall.js" in page.content
+    assert _attr(page.content, "data-precall-url") == "/precall/offer/"
+    token = _attr(page.content, "data-precall-token")
+    assert precall_subject(token) == f"visit:{visit.pk}"  # the visit's id, no PHI
+    assert "5555550142" not in token and "North" not in token
+    servers = json.loads(_attr(page.content, "data-precall-ice-servers"))
+    assert servers[0]["urls"] == ["turn:127.0.0.1:3478?transport=udp"]
+    assert servers[0]["username"].endswith(f":{visit.pk}-patient")
+    # The pre-call comes before the waiting room and joining does not depend on it.
+    assert page.content.index(b'id="precall"') < page.content.index(b'id="visit-status"')
+
+    # Another visit's page carries its own subject; a browser not bound to the visit gets no token at all.
+    other_case = make_case(personas.north, acuity=3, callback_number="+15555550143")
+    assert services.claim_next(user=personas.bob).pk == other_case.pk
+    services.accept(user=personas.bob, case_id=other_case.pk)
+    other_visit, other_path = start(logged_in(personas.bob), other_case)
+    other = Client()
+    other.post(other_path)
+    other_token = _attr(other.get(f"/visit/{other_visit.room}/").content, "data-precall-token")
+    assert precall_subject(other_token) == f"visit:{other_visit.pk}" != precall_subject(token)
+    assert b"data-precall-token" not in Client().get(f"/visit/{visit.room}/").content
+    assert b"data-precall-token" not in other.get(f"/visit/{visit.room}/").content
+
+
+def test_nurse_page_carries_the_budget_and_the_phone_fallback_to_her_case(personas, accepted_case, settings):
+    from ivr.models import OutboundCall
+
+    alice = logged_in(personas.alice)
+    visit, _ = start(alice, accepted_case)
+    page = alice.get(f"/console/visits/{visit.room}/")
+    assert _attr(page.content, "data-connect-budget-seconds") == "45"
+    settings.VIDEO_CONNECT_BUDGET_SECONDS = 7
+    page = alice.get(f"/console/visits/{visit.room}/")
+    assert _attr(page.content, "data-connect-budget-seconds") == "7"
+    form = re.search(rb'<form method="post" action="([^"]+)" id="video-fallback-form".*?</form>', page.content, re.S)
+    assert form and form.group(1).decode() == f"/console/cases/{accepted_case.pk}/call/"
+    assert b'name="reason" value="video_failed"' in form.group(0) and b'name="nurse_number"' in form.group(0)
+    assert b"Video is not connecting" in page.content
+
+    # The page notes the failure on the timeline (the visit's nurse only) ...
+    failed_url = _attr(page.content, "data-video-failed-url")
+    assert failed_url == f"/console/visits/{visit.room}/video-failed/"
+    assert alice.post(failed_url, {"why": "budget"}).status_code == 204
+    events = accepted_case.events.filter(kind=CaseEvent.Kind.VIDEO)
+    (note,) = [e for e in events if e.summary.startswith("Video failed")]
+    assert "did not connect in time" in note.summary and note.detail["visit_id"] == visit.pk
+    assert logged_in(personas.dave).post(failed_url, {"why": "budget"}).status_code == 409
+
+    # ... and the form places the call on the same case, reserved to the same nurse.
+    response = alice.post(form.group(1).decode(), {"reason": "video_failed", "nurse_number": "+15555550100"})
+    assert response.status_code == 302
+    call = OutboundCall.objects.get(case=accepted_case)
+    assert (call.reason, call.nurse_id, call.case_id) == ("video_failed", personas.alice.pk, accepted_case.pk)

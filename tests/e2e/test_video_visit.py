@@ -26,6 +26,7 @@ from contactcenter import services
 from contactcenter.models import QualitySample, VideoVisit
 from ivr.models import OutboundMessage
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.e2e.test_csp import LISTENER as CSP_LISTENER
 from triage.models import CaseEvent
 from triage.services import case_enqueue
 
@@ -246,3 +247,79 @@ def test_poor_bandwidth_switches_to_audio_only_and_chat_and_photo_still_work(
     nurse.locator("#chat-input").fill("Thank you, I can see it.")
     nurse.locator("#chat-input").press("Enter")
     expect(patient.locator('#chat-log li[data-role="nurse"]')).to_have_text("Nurse: Thank you, I can see it.")
+
+
+def _start_visit(nurse: Any, personas: Any, case: Any) -> str:
+    """The nurse starts a visit from her case page; returns the patient's join path from the SMS."""
+    sign_in(nurse, personas.alice)
+    nurse.goto(f"/console/cases/{case.pk}/")
+    nurse.locator("#start-video").click()
+    expect(nurse).to_have_url(re.compile(r"/console/visits/[0-9a-f-]{36}/$"))
+    return re.search(r"https://careline\.test(/visit/join/\S+/)", OutboundMessage.objects.get(case=case).body).group(1)
+
+
+def test_patient_runs_the_precall_test_on_her_visit_page(
+    personas, video_settings, accepted_case, live_server_url, two_browsers
+):
+    """The pre-call test embedded in the patient's page (optional, before the waiting room): her video comes
+    back from the server's echo peer with a round-trip time and a verdict; the visit itself is unaffected."""
+    nurse, patient = two_browsers
+    link = _start_visit(nurse, personas, accepted_case)
+    patient.add_init_script(CSP_LISTENER)
+    patient.goto(link)
+    patient.locator("#join-visit").click()
+    expect(patient).to_have_url(re.compile(r"/visit/[0-9a-f-]{36}/$"))
+    # Joining did not wait on the test: the page is already in the room (or connecting with the nurse).
+    expect(patient.locator("#visit-status")).to_have_attribute("data-state", re.compile("waiting|connecting|connected"))
+    patient.locator("#precall-section summary").click()
+    root = patient.locator("#precall")
+    expect(root).to_have_attribute("data-state", "idle")
+    patient.locator("#precall [data-precall-role=start]").click()
+    patient.wait_for_function(
+        """() => {
+            const root = document.getElementById("precall");
+            const video = root.querySelector("[data-precall-role=returned]");
+            return Number(root.dataset.framesDecoded || 0) > 0 && video.videoWidth > 0 && video.currentTime > 0;
+        }""",
+        timeout=30_000,
+    )
+    expect(patient.locator("#precall [data-precall-role=rtt]")).to_have_text(re.compile(r"^\d+ ms$"), timeout=30_000)
+    expect(root).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(root).to_have_attribute("data-verdict", re.compile("good|poor"))
+    assert int(patient.locator("#precall").get_attribute("data-rtt-ms")) >= 0
+    assert patient.evaluate("() => window.__csp") == []  # the embedded module needs no CSP exception
+    # The visit still connects both pages through TURN.
+    for page in (nurse, patient):
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+
+
+@pytest.fixture
+def tiny_budget(settings: Any) -> Any:
+    """The video must connect within 2 s (set before the server forks)."""
+    settings.VIDEO_CONNECT_BUDGET_SECONDS = 2
+    return settings
+
+
+def test_video_not_connecting_offers_the_phone_and_the_call_lands_on_the_case(
+    personas, tiny_budget, accepted_case, live_server_url, two_browsers
+):
+    """The patient never joins: after the budget the nurse's page offers the phone, notes the failure on the
+    timeline, and one click places the call (reason video_failed) on the same case."""
+    from ivr.models import OutboundCall
+
+    nurse, _ = two_browsers
+    case = accepted_case
+    _start_visit(nurse, personas, case)
+    box = nurse.locator("#video-fallback")
+    expect(box).to_be_visible(timeout=15_000)
+    expect(box).to_contain_text("Video is not connecting — call the patient's phone")
+    wait_for(
+        lambda: any(e.summary.startswith("Video failed") for e in case.events.filter(kind=CaseEvent.Kind.VIDEO)),
+        timeout=10,
+    )
+    nurse.locator("#fallback-nurse-number").fill("+15555550100")
+    nurse.locator("#video-fallback-call").click()
+    expect(nurse).to_have_url(re.compile(rf"/console/cases/{case.pk}/$"))
+    call = OutboundCall.objects.get(case=case)
+    assert (call.reason, call.nurse_id) == ("video_failed", personas.alice.pk)
+    expect(nurse.locator("#outbound-calls li")).to_have_count(1)
