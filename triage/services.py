@@ -326,11 +326,25 @@ def case_claim_next(*, clinic: Clinic, nurse: User, now: datetime | None = None)
     if one.case is not None:
         # Outside a transaction the statement has committed and this publishes at once; inside one, on commit.
         events.publish(clinic.pk, "case.reserved", {"case_id": one.case.pk, "nurse_id": nurse.pk})
-        return one.case
+        return _claim_counted(clinic=clinic, case=one.case, now=now)
     if not one.needs_full_path:
-        return None
+        return _claim_counted(clinic=clinic, case=None, now=now)
     with transaction.atomic():
         return _claim_next_postgresql(clinic=clinic, nurse=nurse, now=now)
+
+
+def _claim_counted(*, clinic: Clinic, case: Case | None, now: datetime) -> Case | None:
+    """Count one claim in the metrics (`careline.metrics.record_claim`: claimed or empty, and the case's wait
+    to the nurse per acuity, on commit) and return `case`."""
+    if case is None:
+        metrics.record_claim(clinic_slug=clinic.slug, claimed=False)
+        return None
+    wait = (now - case.arrived_at).total_seconds() if case.arrived_at else None
+    acuity = case.acuity
+    transaction.on_commit(
+        lambda: metrics.record_claim(clinic_slug=clinic.slug, claimed=True, wait_seconds=wait, acuity=acuity)
+    )
+    return case
 
 
 def _queued_q(now: datetime) -> Q:
@@ -381,9 +395,9 @@ def _claim_next_postgresql(*, clinic: Clinic, nurse: User, now: datetime) -> Cas
             boosted=True,
         )
     if chosen is None:
-        return None
+        return _claim_counted(clinic=clinic, case=None, now=now)
     events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
-    return chosen
+    return _claim_counted(clinic=clinic, case=chosen, now=now)
 
 
 def _claim_next_portable(*, clinic: Clinic, nurse: User, now: datetime) -> Case | None:
@@ -419,8 +433,7 @@ def _claim_next_portable(*, clinic: Clinic, nurse: User, now: datetime) -> Case 
             boosted=boosted,
         )
     if chosen is None:
-        metrics.record_claim(clinic_slug=clinic.slug, claimed=False)
-        return None
+        return _claim_counted(clinic=clinic, case=None, now=now)
     chosen.state = CaseState.RESERVED
     chosen.reserved_by = nurse
     chosen.reserved_at = now
@@ -443,12 +456,7 @@ def _claim_next_portable(*, clinic: Clinic, nurse: User, now: datetime) -> Case 
         + (f" in {chosen.queue.name}" if chosen.queue_id and chosen.queue else ""),
     )
     events.publish(clinic.pk, "case.reserved", {"case_id": chosen.pk, "nurse_id": nurse.pk})
-    wait = (now - chosen.arrived_at).total_seconds() if chosen.arrived_at else None
-    acuity = chosen.acuity
-    transaction.on_commit(
-        lambda: metrics.record_claim(clinic_slug=clinic.slug, claimed=True, wait_seconds=wait, acuity=acuity)
-    )
-    return chosen
+    return _claim_counted(clinic=clinic, case=chosen, now=now)
 
 
 def _level_heads(queued: QuerySet[Case], *, boosted: bool) -> list[_Head]:

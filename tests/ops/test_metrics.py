@@ -100,6 +100,20 @@ def test_claims_and_time_to_nurse_are_counted(personas, client: Client):
     assert delta("careline_time_to_nurse_seconds_bucket", clinic="north", acuity="3", le="120.0") == 1
 
 
+def test_a_claim_through_the_routing_path_is_counted_too(personas, client: Client):
+    """A queued case with routing requirements sends claims through the two-statement path: counted as well."""
+    before = scrape(client)
+    case = case_enqueue(clinic=personas.north, callback_number="+15555550100", acuity=2)
+    Case.objects.filter(pk=case.pk).update(required_skills=["pediatrics"], arrived_at=timezone.now())
+    assert case_claim_next(clinic=personas.north, nurse=personas.alice) is None  # she lacks the skill
+    after = scrape(client)
+    assert (
+        value(after, "careline_claims_total", clinic="north", result="empty")
+        - value(before, "careline_claims_total", clinic="north", result="empty")
+        == 1
+    )
+
+
 def test_ivr_webhook_latency_is_observed_per_webhook_and_status(personas, client: Client):
     before = scrape(client)
     phone = Phone(client, from_number="+15550009999")
