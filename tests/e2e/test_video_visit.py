@@ -59,6 +59,11 @@ async () => {
 }
 """
 
+# First connection of two Chromium pages through coturn (ICE gathering, TURN allocation, DTLS): about 2 s on a
+# quiet machine; the bound leaves room for a loaded CI machine (2 cores run both browsers, daphne and coturn).
+# The 60 s rejoin after a reload is the issue's requirement and stays 60 s.
+CONNECT_MS = 90_000
+
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.25):
     deadline = time.monotonic() + timeout
@@ -142,7 +147,7 @@ def test_video_visit_through_turn_with_reload_rejoin(
     expect(patient).to_have_url(re.compile(r"/visit/[0-9a-f-]{36}/$"))
     expect(patient.locator("#device-check")).to_have_attribute("data-state", "ok")
     for page in (nurse, patient):
-        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
     nurse_media, patient_media = frames_grow(nurse), frames_grow(patient)
     assert (nurse_media["candidate"], patient_media["candidate"]) == ("relay", "relay")
     assert (nurse_media["remote"], patient_media["remote"]) == ("relay", "relay")
@@ -205,7 +210,7 @@ def test_poor_bandwidth_switches_to_audio_only_and_chat_and_photo_still_work(
     patient.goto(link)
     patient.locator("#join-visit").click()
     for page in (nurse, patient):
-        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
 
     # Two reports (5 s apart) below the threshold: the camera is paused, the call goes on with audio.
     expect(patient.locator("#audio-only")).to_be_visible(timeout=30_000)
@@ -290,7 +295,7 @@ def test_patient_runs_the_precall_test_on_her_visit_page(
     assert patient.evaluate("() => window.__csp") == []  # the embedded module needs no CSP exception
     # The visit still connects both pages through TURN.
     for page in (nurse, patient):
-        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=30_000)
+        expect(page.locator("#visit-status")).to_have_attribute("data-state", "connected", timeout=CONNECT_MS)
 
 
 @pytest.fixture
