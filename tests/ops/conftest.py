@@ -12,7 +12,10 @@ from careline import drain
 
 @pytest.fixture
 def node() -> Iterator[str]:
-    """This process's node id, with no drain flag before or after the test."""
+    """This process's node id, with no drain flag before or after the test, and no socket of an earlier test
+    in the drain registry (a communicator a test never disconnected leaves its consumer there, bound to that
+    test's closed event loop)."""
+    drain.DrainAware._registry.clear()
     current = drain.node_id()
     drain.drain_cancel(node=current)
     yield current
