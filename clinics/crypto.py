@@ -335,3 +335,29 @@ def migrate_columns(
                     cursor.execute(f"UPDATE {qn(table)} SET {qn(col)} = %s WHERE {qn(pk)} = %s", [new, row[0]])
                     changed += 1
     return changed
+
+
+def encrypt_rows_operation(app_label: str, columns: list[tuple[str, list[tuple[str, bool]]]]) -> Any:
+    """The data-migration operation that encrypts the existing plaintext values of `columns` in place (and
+    decrypts them on reverse): `columns` is `[(model name, [(field name, is JSON), ...]), ...]` of `app_label`,
+    read from the migration's historical models. Every "encrypt existing rows" migration is this one call."""
+    from django.db import migrations  # migrations machinery only where a migration asks for it
+
+    def run(apps: Any, schema_editor: Any, *, forward: bool) -> None:
+        for model_name, fields in columns:
+            model = apps.get_model(app_label, model_name)
+            migrate_columns(
+                schema_editor.connection,
+                table=model._meta.db_table,
+                pk=model._meta.pk.column,
+                columns=[(model._meta.get_field(f).column, f"{model._meta.label_lower}.{f}", js) for f, js in fields],
+                forward=forward,
+            )
+
+    def encrypt_rows(apps: Any, schema_editor: Any) -> None:
+        run(apps, schema_editor, forward=True)
+
+    def decrypt_rows(apps: Any, schema_editor: Any) -> None:
+        run(apps, schema_editor, forward=False)
+
+    return migrations.RunPython(encrypt_rows, decrypt_rows)

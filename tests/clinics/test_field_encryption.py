@@ -249,7 +249,7 @@ def test_the_working_state_data_migrations_encrypt_call_legs_and_timeline_rows(p
         ("ivr.migrations.0006_encrypt_working_state_rows", "ivr"),
         ("triage.migrations.0007_encrypt_caseevent_rows", "triage"),
     ):
-        importlib.import_module(module).encrypt_rows(apps, editor)
+        importlib.import_module(module).Migration.operations[0].code(apps, editor)  # RunPython forward
         assert in_app in module
     for model, pk, column in (
         (CallLeg, leg.pk, "collected"),

@@ -3,33 +3,13 @@ columns that became encrypted in 0004_field_encryption (clinics.crypto). Reversi
 
 from django.db import migrations
 
-from clinics.crypto import migrate_columns
+from clinics.crypto import encrypt_rows_operation
 
 # (model, [(field, is JSON)])
 COLUMNS = [('case', [('patient_display', False), ('patient_birth_date', False), ('callback_number', False), ('answers', True), ('note', False)])]
 
 
-def _run(apps, schema_editor, forward):
-    for model_name, fields in COLUMNS:
-        model = apps.get_model("triage", model_name)
-        migrate_columns(
-            schema_editor.connection,
-            table=model._meta.db_table,
-            pk=model._meta.pk.column,
-            columns=[(model._meta.get_field(f).column, f"{model._meta.label_lower}.{f}", js) for f, js in fields],
-            forward=forward,
-        )
-
-
-def encrypt_rows(apps, schema_editor):
-    _run(apps, schema_editor, forward=True)
-
-
-def decrypt_rows(apps, schema_editor):
-    _run(apps, schema_editor, forward=False)
-
-
 class Migration(migrations.Migration):
     dependencies = [("triage", "0004_field_encryption")]
 
-    operations = [migrations.RunPython(encrypt_rows, decrypt_rows)]
+    operations = [encrypt_rows_operation("triage", COLUMNS)]
