@@ -21,7 +21,6 @@ from rest_framework.views import APIView
 
 from clinics import db_scope, roles
 from clinics.selectors import NotStaff, staff_for_user
-from clinics.services import audit_record
 from contactcenter import escalation, protocols, selectors, services
 from contactcenter.serializers import (
     AcuityChangeInputSerializer,
@@ -142,16 +141,7 @@ class CaseDetailApi(ClinicAPIView):
     def get(self, request: Request, case_id: int) -> Response:
         case = access_case(user=request.user, case_id=case_id)
         data = _detail(case)
-        # A PHI read (callback number, caller's answers): audited once the case is known to be the clinic's.
-        audit_record(
-            clinic=case.clinic,
-            actor=request.user,
-            action="case.read",
-            object_type="case",
-            object_id=case.pk,
-            patient_ref=case.patient_fhir_id,
-            source_ip=request.META.get("REMOTE_ADDR") or None,
-        )
+        selectors.audit_case_read(user=request.user, case=case, source_ip=request.META.get("REMOTE_ADDR") or None)
         return Response(data)
 
 

@@ -99,6 +99,21 @@ def access_patient_chart(*, user: User, case: Case, source_ip: str | None = None
     return context
 
 
+def audit_case_read(*, user: User, case: Case, source_ip: str | None, action: str = "case.read") -> None:
+    """Append the audit row of a PHI read of `case` shown to `user` (callback number, answers, timeline:
+    `case.read`; the text and call thread: `case.conversation.read`), once the case is known to be the clinic's.
+    HIPAA access accounting (164.312(b)) counts every disclosure, so every page or API read writes one."""
+    audit_record(
+        clinic=case.clinic,
+        actor=user,
+        action=action,
+        object_type="case",
+        object_id=case.pk,
+        patient_ref=case.patient_fhir_id,
+        source_ip=source_ip,
+    )
+
+
 def writebacks_for_case(*, case: Case) -> list[WriteBack]:
     """The EHR write-back outbox rows of `case` (target, state, attempts, last_error, sent_at)."""
     return list(ehr_selectors.writebacks_for_case(clinic=case.clinic, case_id=case.pk))

@@ -28,7 +28,6 @@ from django.views.decorators.http import require_GET, require_POST
 from clinics import roles
 from clinics.models import StaffMember
 from clinics.selectors import NotStaff, staff_for_user
-from clinics.services import audit_record
 from contactcenter import conversation, escalation, presence, selectors, services, visit_chat, visits
 from contactcenter.dashboard import (
     InvalidWhatIf,
@@ -186,16 +185,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     """The case page: caller's answers, chart, timeline, write-back state, disposition form."""
     summary = selectors.case_summary(user=_nurse(request), case_id=case_id)
     case = summary.case
-    # A PHI read (callback number, caller's answers, timeline): audited once the case is known to be the clinic's.
-    audit_record(
-        clinic=case.clinic,
-        actor=request.user,
-        action="case.read",
-        object_type="case",
-        object_id=case.pk,
-        patient_ref=case.patient_fhir_id,
-        source_ip=_source_ip(request),
-    )
+    selectors.audit_case_read(user=_nurse(request), case=case, source_ip=_source_ip(request))
     chart = None
     chart_error = ""
     chart_restricted = False
@@ -268,14 +258,8 @@ def case_conversation_partial(request: HttpRequest, case_id: int) -> HttpRespons
     """The "Conversation" card alone (texts and calls), re-fetched when a console event names this case.
     Shows message bodies (PHI): audited like the case page (`case.conversation.read`)."""
     case = selectors.case_summary(user=_nurse(request), case_id=case_id).case
-    audit_record(
-        clinic=case.clinic,
-        actor=request.user,
-        action="case.conversation.read",
-        object_type="case",
-        object_id=case.pk,
-        patient_ref=case.patient_fhir_id,
-        source_ip=_source_ip(request),
+    selectors.audit_case_read(
+        user=_nurse(request), case=case, source_ip=_source_ip(request), action="case.conversation.read"
     )
     return render(request, "console/_conversation.html", {"case": case, **_conversation_context(request, case)})
 
