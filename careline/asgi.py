@@ -9,6 +9,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careline.settings.base")
+# Pooled database connections, not persistent ones, in ASGI processes (careline.settings.base, "DATABASE_POOL").
+os.environ.setdefault("DATABASE_POOL", "true")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (after Django is set up)
