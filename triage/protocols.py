@@ -107,9 +107,15 @@ PROTOCOLS: tuple[Protocol, ...] = tuple(sorted((_library_protocol(e) for e in LI
 BY_CODE: dict[str, Protocol] = {p.code: p for p in PROTOCOLS}
 
 
-def from_version(version: ProtocolVersion) -> Protocol:
-    """A stored `ProtocolVersion` as a `Protocol`, acuities read from its clinic's ladder."""
-    levels = {d.code: d.acuity for d in ladder_for(version.clinic)}
+def _levels(clinic: Clinic | None) -> dict[str, int]:
+    return {d.code: d.acuity for d in ladder_for(clinic)}
+
+
+def from_version(version: ProtocolVersion, *, levels: dict[str, int] | None = None) -> Protocol:
+    """A stored `ProtocolVersion` as a `Protocol`, acuities read from its clinic's ladder (`levels`: that
+    ladder as disposition code -> acuity when the caller already read it; else one query here)."""
+    if levels is None:
+        levels = _levels(version.clinic)
     return Protocol(
         code=version.protocol.code,
         title_en=version.title_en,
@@ -143,7 +149,10 @@ def protocols_for(clinic: Clinic | None) -> tuple[Protocol, ...]:
     active = _active_versions(clinic)
     if not active:
         return PROTOCOLS
-    return tuple(from_version(v) for v in active)
+    # One read of the ladder for all of them (every version here is `clinic`'s): the IVR builds this menu
+    # twice per protocol-menu webhook, and a query per protocol made it the slowest step (bench/ivr_webhook.py).
+    levels = _levels(clinic)
+    return tuple(from_version(v, levels=levels) for v in active)
 
 
 def get_protocol(code: str, *, clinic: Clinic | None = None) -> Protocol:

@@ -86,6 +86,14 @@ def test_protocols_for_reads_the_clinics_active_versions_else_the_library(person
     assert protocols_for(personas.south) == PROTOCOLS  # the other clinic is untouched
 
 
+def test_the_protocol_menu_costs_two_queries_however_many_protocols(personas, django_assert_num_queries):
+    protocol_library_install(clinic=personas.north)
+    expected = protocols_for(personas.north)
+    assert len(expected) == len(LIBRARY)
+    with django_assert_num_queries(2):  # the active versions, the clinic's disposition ladder
+        assert protocols_for(personas.north) == expected
+
+
 def test_evaluate_first_yes_decides_and_all_no_gives_the_default():
     protocol = get_protocol("abdominal-pain")
     assert evaluate(protocol, {"ab-shock": False}) is None  # still undecided
