@@ -17,8 +17,20 @@ The flag lives in the Django cache (Redis in production: every process sees it) 
 `careline:drain:<node id>`, holding the drain deadline (unix seconds). A node's id is `CARELINE_NODE_ID`,
 else `<hostname>:<pid>`. The watcher that acts on the flag (`DrainWatcher`) runs in each daphne process as an
 asyncio task, started by the first request the process serves (the proxy's health checks, every few seconds);
-it polls the flag every `DRAIN_POLL_SECONDS` and publishes the node's open-session count under
+it polls the flag every `DRAIN_POLL_SECONDS` (cache calls run on worker threads, `thread_sensitive=False`:
+never queued behind Django's one sync thread, which a reconnect herd or a webhook burst keeps busy) and
+publishes the node's open-session count under
 `careline:drain:<node id>:sessions` for `manage.py drain --wait`.
+
+**Redis lost its data** (restarted without persistence, failed over, flushed): the channel layer's group
+memberships are gone, but most console consumers survive the outage (channels_redis reconnects; only the
+consumer holding the process's receive lock fails, close 1011), so they would stay open and hear nothing
+more. The same watcher keeps a per-node mark in the cache (`careline:drain:<node id>:mark`, no expiry); when a
+poll finds it missing after it was set, every open `"close"`-policy session is told
+`{"event": "reconnect", "payload": {"reason": "channel_layer_reset"}}` and closed 4012, at most
+`LAYER_RESET_RECONNECTS_PER_SECOND` per second (a reconnect herd of a few hundred handshakes on one process
+would time out in daphne's 5 s handshake limit); the console reconnects and resynchronises its view
+(tests/chaos/test_redis_restart.py). `"finish"` sessions (video) are left open.
 
 Video visits (built separately): make the video room consumer `class VideoRoomConsumer(DrainAware, ...)` with
 `drain_policy = "finish"`, and call `refuse_if_draining()` in the view that creates a room.
@@ -49,6 +61,8 @@ CLOSE_TRY_AGAIN_LATER = 4013
 RECONNECT_EVENT = "reconnect"
 _KEY = "careline:drain:{node}"
 _SESSIONS_KEY = "careline:drain:{node}:sessions"
+_MARK_KEY = "careline:drain:{node}:mark"
+RESET_REASON = "channel_layer_reset"
 
 
 def node_id() -> str:
@@ -114,7 +128,7 @@ class DrainAware:
         from asgiref.sync import sync_to_async
 
         DrainWatcher.ensure_started()
-        if await sync_to_async(is_draining)():
+        if await sync_to_async(is_draining, thread_sensitive=False)():  # a cache read: off the sync thread
             # Accept, then close: a close before accepting is an HTTP 403 to the browser, not code 4013.
             await self.accept()  # type: ignore[attr-defined]
             await self.close(code=CLOSE_TRY_AGAIN_LATER)  # type: ignore[attr-defined]
@@ -126,11 +140,11 @@ class DrainAware:
         DrainAware._registry.discard(self)
         await super().websocket_disconnect(message)  # type: ignore[misc]
 
-    async def drain_notice(self) -> None:
-        """Tell the client to reconnect elsewhere, then close with 4012."""
+    async def drain_notice(self, reason: str = "draining") -> None:
+        """Tell the client to reconnect (`reason`: "draining", or RESET_REASON), then close with 4012."""
         DrainAware._registry.discard(self)
         with contextlib.suppress(Exception):  # the client may already be gone
-            await self.send_json({"event": RECONNECT_EVENT, "payload": {"reason": "draining"}})  # type: ignore[attr-defined]
+            await self.send_json({"event": RECONNECT_EVENT, "payload": {"reason": reason}})  # type: ignore[attr-defined]
             await self.close(code=CLOSE_SERVICE_RESTART)  # type: ignore[attr-defined]
 
     @classmethod
@@ -169,17 +183,37 @@ class DrainWatcher:
         cls._task = loop.create_task(cls._run())
 
     @classmethod
+    async def _reconnect_after_reset(cls, node: str) -> None:
+        """Redis lost its data (module docstring): tell every open "close" session to reconnect, spread at
+        `LAYER_RESET_RECONNECTS_PER_SECOND`."""
+        consumers = [c for c in list(DrainAware._registry) if c.drain_policy != "finish"]
+        logger.warning("node %s: Redis lost its data; %d console sessions told to reconnect", node, len(consumers))
+        rate = max(1.0, float(settings.LAYER_RESET_RECONNECTS_PER_SECOND))
+        started = time.monotonic()
+        for number, consumer in enumerate(consumers):
+            await asyncio.sleep(max(0.0, started + number / rate - time.monotonic()))
+            await consumer.drain_notice(reason=RESET_REASON)
+
+    @classmethod
     async def _run(cls) -> None:
         from asgiref.sync import sync_to_async
 
         node = node_id()
         poll = settings.DRAIN_POLL_SECONDS
         notified = False
+        marked = False
         while True:
             try:
-                deadline = await sync_to_async(drain_deadline)(node)
+                # add() is True only when the mark is missing: set before -> Redis lost its data.
+                if (
+                    await sync_to_async(cache.add, thread_sensitive=False)(_MARK_KEY.format(node=node), 1, None)
+                    and marked
+                ):
+                    await cls._reconnect_after_reset(node)
+                marked = True
+                deadline = await sync_to_async(drain_deadline, thread_sensitive=False)(node)
                 sessions = DrainAware.sessions()
-                await sync_to_async(cache.set)(_SESSIONS_KEY.format(node=node), sessions, 3600)
+                await sync_to_async(cache.set, thread_sensitive=False)(_SESSIONS_KEY.format(node=node), sessions, 3600)
                 if deadline is not None:
                     if not notified:
                         logger.warning("node %s draining: %s open sessions", node, sessions)

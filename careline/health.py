@@ -6,7 +6,9 @@
   message sent on the channel layer comes back, and the node is not draining (`careline.drain`); else 503.
   Body: `{"status": "ready"|"unready", "node": ..., "checks": {"database": {"ok": true, "ms": 1.2},
   "channel_layer": {...}, "draining": {"ok": true}}}`; a failed check carries `"error"` (the exception's
-  class name only: no connection strings, no PHI).
+  class name only: no connection strings, no PHI), except `draining` while the node drains (`{"ok": false}`).
+  While Redis is down the channel layer check fails and the drain flag (in the Redis cache) cannot be read:
+  503 with both checks failed, never a 500 (tests/chaos/test_redis_restart.py).
 - `GET /metrics`: Prometheus text format (`careline.metrics.metrics_response`), for callers allowed by
   `METRICS_TOKEN` (bearer token) or `METRICS_ALLOWED_IPS`.
 
@@ -66,6 +68,15 @@ def _check_database_off_thread() -> None:
         connection.close()
 
 
+def _draining_check() -> CheckResult:
+    """`{"ok": not draining}`; `{"ok": false, "error": ...}` when the drain flag cannot be read (a cache, i.e.
+    Redis, outage): the node then reports unready instead of failing the probe with a 500."""
+    try:
+        return {"ok": not drain.is_draining()}
+    except Exception as exc:  # noqa: BLE001 - unknown drain state = unready; the class name says why
+        return {"ok": False, "error": type(exc).__name__}
+
+
 async def _atimed(check: Callable[[], Awaitable[None]]) -> CheckResult:
     started = time.perf_counter()
     try:
@@ -83,7 +94,7 @@ async def readiness() -> tuple[bool, CheckResult]:
     checks = {
         "database": await _atimed(sync_to_async(_check_database_off_thread, thread_sensitive=False)),
         "channel_layer": await _atimed(lambda: _layer_round_trip(timeout)),
-        "draining": {"ok": not await sync_to_async(drain.is_draining, thread_sensitive=False)()},
+        "draining": await sync_to_async(_draining_check, thread_sensitive=False)(),
     }
     return all(c["ok"] for c in checks.values()), checks
 

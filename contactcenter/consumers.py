@@ -26,11 +26,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from careline.drain import DrainAware
-from careline.ws import GuardedConsumerMixin
+from careline.ws import GuardedConsumerMixin, off_sync_thread
 from clinics import db_scope, events, roles
 from clinics.selectors import NotStaff, staff_for_user
 from contactcenter import presence
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 CLOSE_FORBIDDEN = 4403
 
 
-@database_sync_to_async  # type: ignore[untyped-decorator]
+@off_sync_thread
 def _membership(user: User | AnonymousUser | None) -> tuple[int, bool] | None:
     """(clinic id, whether the user holds `clinics.supervise_clinic`) of a staff user, None for anyone else."""
     if user is None:
@@ -54,7 +53,7 @@ def _membership(user: User | AnonymousUser | None) -> tuple[int, bool] | None:
     return staff.clinic_id, user.has_perm(roles.SUPERVISE)
 
 
-@database_sync_to_async  # type: ignore[untyped-decorator]
+@off_sync_thread
 def _presence(action: str, user: User, clinic_id: int) -> None:
     """Presence bookkeeping for one socket (`connect`, `heartbeat`, `disconnect`); never breaks the feed. Runs
     in the socket's clinic scope (PostgreSQL row-level security, `clinics.db_scope`), like a staff request."""
@@ -92,8 +91,10 @@ class ConsoleConsumer(GuardedConsumerMixin, DrainAware, AsyncJsonWebsocketConsum
         self.groups_joined = tuple(groups)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
+        # Presence before the handshake completes: once the browser sees the socket open the nurse is counted
+        # (the write runs on a worker thread, `off_sync_thread`, so after `accept()` it could trail the open).
         await _presence("connect", self.scope["user"], self.clinic_id)
+        await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self.guard_disconnect()
@@ -116,5 +117,13 @@ class ConsoleConsumer(GuardedConsumerMixin, DrainAware, AsyncJsonWebsocketConsum
             await self.send_json({"event": "pong", "payload": {}})
 
     async def console_event(self, message: dict[str, Any]) -> None:
-        """Group message `console.event` (from `clinics.events.publish`) -> `{"event", "payload"}`."""
-        await self.send_json({"event": message["event"], "payload": message.get("payload", {})})
+        """Group message `console.event` (from `clinics.events.publish`) -> `{"event", "payload"}`.
+
+        Sends the frame `publish` encoded once (`text`) as it is; a message without one (or with anything but
+        a string there) is encoded here from `event` and `payload`. No database or permission work per
+        message: membership was checked at connect, and the groups joined are the permission."""
+        text = message.get("text")
+        if isinstance(text, str):
+            await self.send(text_data=text)
+        else:
+            await self.send_json({"event": message["event"], "payload": message.get("payload", {})})

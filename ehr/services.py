@@ -229,7 +229,7 @@ def writeback_patient_resolved(
 def _dispatch(writeback_id: int) -> None:
     from ehr.tasks import send_writeback  # the task module imports this one
 
-    send_writeback.delay(writeback_id)
+    send_writeback.delay_or_log(writeback_id)
 
 
 def _take_lease(writeback_id: int, now: datetime) -> bool:

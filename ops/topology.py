@@ -5,6 +5,13 @@ sharing the Redis channel layer, cache and Celery broker; 2 Celery workers, beat
 demo FHIR server. HAProxy health-checks every node on `/readyz` every 2 s (down after 2 failures: a draining
 node leaves rotation within ~4 s), balances by least connections, and passes WebSocket upgrades through
 (`timeout tunnel` bounds an idle socket; the console pings every 20 s).
+
+A node that crashes (no drain) is still in rotation until its health checks fail, up to ~4 s, and least
+connections *prefers* it then (its connections are gone). `option redispatch 1` makes every connection
+retry go to another node: a connection refused by the dead node is passed on to a live one at once, instead
+of three retries on the dead node (one per second) ending in a 503. Only the TCP connect is retried, before
+any byte of the request is sent, so this is safe for POSTs and WebSocket upgrades (HAProxy 2.6 configuration
+manual, `option redispatch`, `retries`; measured by tests/chaos/test_daphne_killed_video.py).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ frontend careline
 
 backend daphne
     balance leastconn
+    option redispatch 1
     option httpchk
     http-check send meth GET uri /readyz
     http-check expect status 200
@@ -68,7 +76,9 @@ def procfile(
         f"ehr: {python} manage.py run_demo_ehr --port {fhir_port}",
     ]
     for n in nodes:
-        daphne = f"{bin_dir}/daphne -b 127.0.0.1 -p {n.port} careline.asgi:application"
+        # A reconnect herd (Redis restart, a node lost) can hold handshakes past daphne's 5 s default
+        # (tests/chaos/test_redis_restart.py): 30 s, as the Procfile.
+        daphne = f"{bin_dir}/daphne -b 127.0.0.1 -p {n.port} --websocket_connect_timeout 30 careline.asgi:application"
         lines.append(f"{n.name}: env CARELINE_NODE_ID={n.name} {daphne}")
     for i in (1, 2):
         lines.append(

@@ -118,8 +118,7 @@ def case_enqueue_from_leg(
     if case.patient_fhir_id:
         from ivr.tasks import apply_chart_risk  # ivr.tasks imports ivr.services
 
-        case_pk, clinic_pk = case.pk, case.clinic_id
-        transaction.on_commit(lambda: apply_chart_risk.delay(case_pk, clinic_pk))
+        apply_chart_risk.delay_after_commit(case.pk, case.clinic_id)
     leg.case = case
     return case
 

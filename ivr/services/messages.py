@@ -89,7 +89,7 @@ def outbound_message_record(
         if announce:
             events.publish(clinic.pk, "case.updated", {"case_id": case.pk, "fields": ["messages"]})
     if state == OutboundMessage.State.QUEUED:
-        transaction.on_commit(lambda: tasks.send_outbound_message.delay(message.pk))
+        tasks.send_outbound_message.delay_after_commit(message.pk)
     return message
 
 

@@ -23,7 +23,7 @@ def _schedule_chart_risk(case_id: int, clinic_id: int) -> None:
     """Check the newly attached patient's chart for risk modifiers once this transaction commits."""
     from ivr.tasks import apply_chart_risk  # ivr.tasks imports this module
 
-    transaction.on_commit(lambda: apply_chart_risk.delay(case_id, clinic_id))
+    apply_chart_risk.delay_after_commit(case_id, clinic_id)
 
 
 @dataclass(frozen=True)

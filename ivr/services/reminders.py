@@ -121,7 +121,7 @@ def campaign_create(*, clinic: Clinic, name: str, window_start: datetime, window
     campaign = ReminderCampaign.objects.create(
         clinic=clinic, name=name[:120], window_start=window_start, window_end=window_end
     )
-    transaction.on_commit(lambda: tasks.reminder_campaign_load.delay(campaign.pk))
+    tasks.reminder_campaign_load.delay_after_commit(campaign.pk)
     return campaign
 
 
@@ -162,7 +162,7 @@ def campaign_load(*, campaign_id: int) -> int:
         ReminderCampaign.objects.filter(pk=campaign_id, state=ReminderCampaign.State.LOADING).update(
             state=ReminderCampaign.State.SENDING
         )
-        transaction.on_commit(lambda: tasks.reminder_campaign_send.delay(campaign_id))
+        tasks.reminder_campaign_send.delay_after_commit(campaign_id)
     logger.info("reminder campaign %s: %d appointment(s), %d new reminder(s)", campaign_id, len(due), added)
     return added
 

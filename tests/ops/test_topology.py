@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from django.test import Client
 from careline import drain
 from ops import topology
 from tests.conftest import NORTH_NUMBER
+from tests.fixtures.fhir_server import free_port
 from tests.ivr.phone import Phone
 from tests.twilio import sign
 from triage.models import Case
@@ -50,12 +50,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
