@@ -1,7 +1,8 @@
 """A circuit breaker in front of the FHIR server, with its state in the Django cache (Redis in production).
 
-Why: when the EHR is down or hanging, every IVR call would otherwise spend its whole 2 s budget on a
-connection attempt, and every write-back a full `FHIR_TIMEOUT_SECONDS`. After
+Why: when the EHR is down or hanging, every IVR call would otherwise spend its whole EHR wait
+(`FHIR_IVR_TIMEOUT_SECONDS`, half its 2 s budget) on a request that gets no answer, and every write-back a full
+`FHIR_TIMEOUT_SECONDS`. After
 `FHIR_CIRCUIT_FAILURE_THRESHOLD` consecutive transport failures or timeouts (or 5xx answers) the circuit
 *opens* for `FHIR_CIRCUIT_OPEN_SECONDS`: requests fail at once with `EhrUnavailable("circuit open")`
 without touching the network (the IVR carries on as for any EHR outage; write-backs go to `retrying`).
