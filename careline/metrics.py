@@ -10,9 +10,12 @@ standard `django_http_*` request metrics.
 
 Labels carry the clinic's slug (`clinic="north"`), acuity levels, targets and outcomes: never people or PHI.
 
-Wired at merge (video visits are built separately): the video code calls `record_call_setup(kind="video")`,
-`record_ice_failure`, `record_media_path` and `record_client_stats` (signatures below). The phone bridge
-calls `record_call_setup(kind="voice")`.
+Where the call metrics are recorded (README "Metrics", each after the fact's transaction commits):
+`record_call_setup(kind="video")`, `record_ice_failure`, `record_media_path` once per visit (setup, ICE
+failure) or per leg (media path) by `contactcenter.visits` from the visit socket's `ice` and `stats` reports
+and the nurse's "video failed" report; `record_client_stats(kind="video")` for every stored quality report;
+`record_call_setup(kind="voice")` once per "Call patient" call by `ivr.services.outbound_calls` from its
+Twilio callbacks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -74,13 +78,27 @@ CLIENT_LOSS_RATIO = Histogram(
 )
 
 
+# Labelled children of the claim metrics, per label values: `labels()` validates and locks on every call, and a
+# claim is the hottest path that records metrics (bench/claim.py). Bounded by clinics x 2 and clinics x 5 levels.
+_CLAIM_CHILDREN: dict[tuple[str, bool], Any] = {}
+_TIME_TO_NURSE_CHILDREN: dict[tuple[str, int], Any] = {}
+
+
 def record_claim(
     *, clinic_slug: str, claimed: bool, wait_seconds: float | None = None, acuity: int | None = None
 ) -> None:
     """A next-case claim: counted by result; a claimed case's wait feeds the time-to-nurse histogram."""
-    CLAIMS.labels(clinic=clinic_slug, result="claimed" if claimed else "empty").inc()
+    counter = _CLAIM_CHILDREN.get((clinic_slug, claimed))
+    if counter is None:
+        counter = CLAIMS.labels(clinic=clinic_slug, result="claimed" if claimed else "empty")
+        _CLAIM_CHILDREN[(clinic_slug, claimed)] = counter
+    counter.inc()
     if claimed and wait_seconds is not None and acuity is not None:
-        TIME_TO_NURSE_SECONDS.labels(clinic=clinic_slug, acuity=str(acuity)).observe(max(0.0, wait_seconds))
+        histogram = _TIME_TO_NURSE_CHILDREN.get((clinic_slug, acuity))
+        if histogram is None:
+            histogram = TIME_TO_NURSE_SECONDS.labels(clinic=clinic_slug, acuity=str(acuity))
+            _TIME_TO_NURSE_CHILDREN[(clinic_slug, acuity)] = histogram
+        histogram.observe(max(0.0, wait_seconds))
 
 
 def record_escalation(*, clinic_slug: str, reason: str, count: int = 1) -> None:
@@ -104,7 +122,8 @@ def record_call_setup(*, clinic_id: int, clinic_slug: str, kind: str, ok: bool) 
 
 
 def record_ice_failure(*, clinic_slug: str) -> None:
-    """A video leg's ICE state went `failed`."""
+    """A video visit's ICE negotiation failed (a leg's ICE connection state went `failed`; counted once per
+    visit by `contactcenter.visits.video_ice_report`)."""
     VIDEO_ICE_FAILURES.labels(clinic=clinic_slug).inc()
 
 

@@ -86,7 +86,20 @@ class CallSession(models.Model):
     """One media session of a case (DESIGN §4): today a video visit's WebRTC call, with its quality samples.
 
     `started_at` is when both participants were first in the room, `ended_at` when the visit ended.
+
+    Call-setup facts (`contactcenter.visits.video_setup_decide`, `video_ice_report`; metrics in
+    `careline.metrics`), each set once by a conditional UPDATE so a metric counts once per visit whatever
+    the reconnects, reloads and duplicate reports: `setup_result` ("success": a leg reported ICE connected or
+    decoded frames; "failure": the nurse's page reported the connect budget passed or ICE failed without
+    recovering, after the patient had opened the link), `setup_decided_at`; `ice_failed_at` (the first leg
+    that reported ICE `failed`); `nurse_media_path` / `patient_media_path` (local candidate type of the
+    selected pair when that leg first connected: `host`, `srflx`, `prflx`, `relay`).
     """
+
+    class SetupResult(models.TextChoices):
+        UNDECIDED = "", "Undecided"
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
 
     class Kind(models.TextChoices):
         VOICE = "voice", "Voice"
@@ -101,6 +114,11 @@ class CallSession(models.Model):
     provider_id = models.CharField(max_length=64, blank=True, help_text="e.g. Twilio CallSid for voice")
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    setup_result = models.CharField(max_length=8, choices=SetupResult.choices, blank=True, default="")
+    setup_decided_at = models.DateTimeField(null=True, blank=True)
+    ice_failed_at = models.DateTimeField(null=True, blank=True)
+    nurse_media_path = models.CharField(max_length=8, blank=True, default="")
+    patient_media_path = models.CharField(max_length=8, blank=True, default="")
 
     def __str__(self) -> str:
         return f"CallSession {self.pk} ({self.kind})"

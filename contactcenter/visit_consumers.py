@@ -14,10 +14,16 @@ Messages a page sends (JSON objects, anything else ignored):
 | `here`   | `pc`                                    | `{"type": "peer", "state": "here", "pc", "role"}`   |
 | `signal` | `pc`, `description` or `candidate`      | `{"type": "signal", "pc", "description"/"candidate", "role"}` |
 | `stats`  | quality figures (`QualitySample` units) | stored, then `{"type": "quality", "role", ...figures}` to both |
+| `ice`    | `state`, `candidate_type` (see below)   | not relayed: call-setup metrics                     |
 | `chat`   | `body` (<= 2000 characters)   | stored, then `{"type": "chat", "id", "role", "body", "at"}` to both |
 | `ping`   | —                                       | answered `{"type": "pong"}` to the sender only      |
 
 At most one `stats` per 2 s and 30 `chat` per minute per socket are kept (pages report every 5 s).
+`ice`: `state` is the peer connection's `RTCIceConnectionState`, `candidate_type` (with `connected` /
+`completed`) the local candidate type of the selected pair; it feeds the call setup, ICE failure and media
+path metrics (`visits.video_ice_report`, once per visit or leg). A report repeating the socket's previous
+state is ignored; one with a value outside the allowed ones is answered `{"type": "error", "for": "ice",
+"error": "<which field, allowed values>"}` to the sender only, and changes nothing.
 Attachments are uploaded over HTTP (`contactcenter.visit_views`) and announced as `{"type": "attachment"}`.
 The server sends `{"type": "welcome", "role"}` after accepting, `{"type": "peer", "state": "left", "role"}`
 when the other page's socket closes, and `{"type": "ended"}` (then closes, 4410) when the nurse ends the
@@ -93,6 +99,17 @@ def _record(clinic_id: int, visit_id: int, role: str, figures: dict[str, Any]) -
         visits.quality_record(visit_id=visit_id, role=role, figures=figures)
 
 
+@database_sync_to_async  # type: ignore[untyped-decorator]
+def _ice(clinic_id: int, visit_id: int, role: str, state: Any, candidate_type: Any) -> str:
+    """Apply an `ice` report in the visit's clinic scope; "" when accepted, else the error for the page."""
+    with db_scope.clinic_scope(clinic_id):
+        try:
+            visits.video_ice_report(visit_id=visit_id, role=role, state=state, candidate_type=candidate_type)
+        except visits.BadIceReport as exc:
+            return str(exc)
+    return ""
+
+
 class VisitConsumer(DrainAware, AsyncJsonWebsocketConsumer):
     """Relays signaling and presence between the two participants of one visit room.
 
@@ -108,6 +125,7 @@ class VisitConsumer(DrainAware, AsyncJsonWebsocketConsumer):
     clinic_id = 0
     joined = False
     last_stats_at = float("-inf")
+    last_ice_state = ""
 
     async def connect(self) -> None:
         self.room = str(self.scope["url_route"]["kwargs"]["room"])
@@ -183,6 +201,19 @@ class VisitConsumer(DrainAware, AsyncJsonWebsocketConsumer):
                 visits.room_group(self.room),
                 {"type": "visit.relay", "sender": "", "data": {"type": "quality", "role": self.role, **figures}},
             )
+
+        elif kind == "ice":
+            await self._ice_report(content)
+
+    async def _ice_report(self, content: dict[str, Any]) -> None:
+        state = content.get("state")
+        if isinstance(state, str) and state == self.last_ice_state:
+            return  # a repeat from this socket: nothing new
+        error = await _ice(self.clinic_id, self.visit_id, self.role, state, content.get("candidate_type"))
+        if error:
+            await self.send_json({"type": "error", "for": "ice", "error": error})
+            return
+        self.last_ice_state = str(state)
 
     async def _relay(self, data: dict[str, Any]) -> None:
         await self.channel_layer.group_send(

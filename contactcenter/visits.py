@@ -40,6 +40,7 @@ from django.core import signing
 from django.db import connection, transaction
 from django.utils import timezone
 
+from careline import metrics
 from clinics import db_scope
 from clinics.models import Clinic
 from clinics.selectors import NotStaff, staff_for_user
@@ -105,6 +106,10 @@ def token_hash(token: str) -> str:
 
 def _ttl() -> int:
     return int(settings.VIDEO_LINK_TTL_SECONDS)
+
+
+def _budget() -> int:
+    return int(settings.VIDEO_CONNECT_BUDGET_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -406,11 +411,103 @@ def _figure(figures: dict[str, Any], key: str, *, upper: float) -> float | None:
 
 
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+# `RTCIceConnectionState` values (W3C WebRTC 1.0 §4.3.3); "connected"/"completed" mean media can flow.
+ICE_STATES = frozenset({"new", "checking", "connected", "completed", "failed", "disconnected", "closed"})
+ICE_CONNECTED = frozenset({"connected", "completed"})
+
+
+class BadIceReport(ValueError):
+    """An `ice` report whose `state` or `candidate_type` is not one of the allowed values (message says which)."""
+
+
+def _session_facts(visit_id: int) -> tuple[int, int, str] | None:
+    """(call session id, clinic id, clinic slug) of a visit's call session; None when it has none."""
+    return CallSession.objects.filter(visit_id=visit_id).values_list("pk", "clinic_id", "clinic__slug").first()
+
+
+def video_setup_decide(*, visit_id: int, ok: bool) -> bool:
+    """Decide the visit's call setup once: success (`ok`) or failure. Returns True when this call decided it.
+
+    The rule (issue 7, "call setup success >= 99.5 %"), per visit, not per leg or page: the first fact wins
+    and later ones are ignored, so reconnects, reloads and both participants reporting the same connection
+    count one setup. Success = media can flow (a leg reported ICE `connected`/`completed`, or a quality
+    report shows decoded frames); failure = the nurse's page reported that the video did not connect within
+    `VIDEO_CONNECT_BUDGET_SECONDS` or failed without recovering (`visit_video_failed`), or the visit ended
+    undecided at least that budget after the patient opened the link (`_end`: the nurse's page closed
+    before reporting). A visit the patient never opened made no attempt and counts nothing. A conditional UPDATE
+    (`setup_result = ''`) makes it exactly once across processes; the metric and SLI event
+    (`careline.metrics.record_call_setup(kind="video")`) are recorded after commit. Runs in the caller's
+    scope (the visit's clinic).
+    """
+    facts = _session_facts(visit_id)
+    if facts is None:
+        return False
+    session_id, clinic_id, slug = facts
+    result = CallSession.SetupResult.SUCCESS if ok else CallSession.SetupResult.FAILURE
+    decided = CallSession.objects.filter(pk=session_id, setup_result=CallSession.SetupResult.UNDECIDED).update(
+        setup_result=result, setup_decided_at=timezone.now()
+    )
+    if decided:
+        transaction.on_commit(
+            lambda: metrics.record_call_setup(clinic_id=clinic_id, clinic_slug=slug, kind="video", ok=ok)
+        )
+    return bool(decided)
+
+
+def video_media_path(*, visit_id: int, role: str, candidate_type: str) -> bool:
+    """Record the media path of a connected leg (`role`) once per visit and role: `candidate_type` is the
+    local candidate type of the selected candidate pair (`relay` = through TURN; `host`/`srflx`/`prflx` =
+    direct). Returns True when this call recorded it (then `careline.metrics.record_media_path`, after
+    commit). Unknown types are ignored (False)."""
+    if candidate_type not in CANDIDATE_TYPES:
+        return False
+    facts = _session_facts(visit_id)
+    if facts is None:
+        return False
+    session_id, _clinic_id, slug = facts
+    field = "nurse_media_path" if role == QualitySample.Role.NURSE else "patient_media_path"
+    recorded = CallSession.objects.filter(pk=session_id, **{field: ""}).update(**{field: candidate_type})
+    if recorded:
+        transaction.on_commit(lambda: metrics.record_media_path(clinic_slug=slug, relayed=candidate_type == "relay"))
+    return bool(recorded)
+
+
+def video_ice_report(*, visit_id: int, role: str, state: Any, candidate_type: Any = "") -> None:
+    """A participant's page reports its peer connection's ICE state (`iceconnectionstatechange`).
+
+    `state`: an `RTCIceConnectionState`; `candidate_type`: with `connected`/`completed`, the local candidate
+    type of the selected pair ("" or None when the page could not tell). Connected -> the visit's setup
+    succeeds (`video_setup_decide`) and the leg's media path is recorded (`video_media_path`); `failed` ->
+    the visit's first ICE failure is counted (`careline.metrics.record_ice_failure`, once per visit: the
+    page restarts ICE, and a failure that does not recover becomes a setup failure through the nurse's
+    budget, `visit_video_failed`). Other states change nothing. Raises BadIceReport for a value outside
+    `ICE_STATES` / `CANDIDATE_TYPES`.
+    """
+    if not isinstance(state, str) or state not in ICE_STATES:
+        raise BadIceReport(f"state must be one of {', '.join(sorted(ICE_STATES))}")
+    if candidate_type is None:
+        candidate_type = ""
+    if not isinstance(candidate_type, str) or (candidate_type and candidate_type not in CANDIDATE_TYPES):
+        raise BadIceReport(f"candidate_type must be empty or one of {', '.join(sorted(CANDIDATE_TYPES))}")
+    if state in ICE_CONNECTED:
+        video_setup_decide(visit_id=visit_id, ok=True)
+        if candidate_type:
+            video_media_path(visit_id=visit_id, role=role, candidate_type=candidate_type)
+    elif state == "failed":
+        facts = _session_facts(visit_id)
+        if facts is None:
+            return
+        session_id, _clinic_id, slug = facts
+        if CallSession.objects.filter(pk=session_id, ice_failed_at__isnull=True).update(ice_failed_at=timezone.now()):
+            transaction.on_commit(lambda: metrics.record_ice_failure(clinic_slug=slug))
 
 
 def quality_record(*, visit_id: int, role: str, figures: dict[str, Any]) -> QualitySample:
     """Store one quality report of `role`'s page (`QualitySample`, units there); the first report that
-    shows decoded frames marks the call session started.
+    shows decoded frames marks the call session started (and, media flowing, decides the visit's call setup
+    as a success and records the leg's media path, if no `ice` report did first). Every report feeds the
+    client RTT / jitter / loss histograms (`careline.metrics.record_client_stats(kind="video")`, seconds and
+    a 0..1 fraction).
 
     `figures`: `{"rtt_ms", "jitter_ms", "packet_loss_pct", "fps", "frames_decoded", "outgoing_kbps",
     "candidate_type", "audio_only"}`; unknown keys are ignored, non-numeric or negative figures stored as
@@ -434,6 +531,19 @@ def quality_record(*, visit_id: int, role: str, figures: dict[str, Any]) -> Qual
     )
     if session.started_at is None and frames:
         CallSession.objects.filter(pk=session.pk, started_at__isnull=True).update(started_at=sample.at)
+    if frames:
+        video_setup_decide(visit_id=visit_id, ok=True)
+        if sample.candidate_type:
+            video_media_path(visit_id=visit_id, role=role, candidate_type=sample.candidate_type)
+    rtt, jitter, loss = sample.rtt_ms, sample.jitter_ms, sample.packet_loss_pct
+    transaction.on_commit(
+        lambda: metrics.record_client_stats(
+            kind="video",
+            rtt_seconds=None if rtt is None else rtt / 1000,
+            jitter_seconds=None if jitter is None else jitter / 1000,
+            loss_ratio=None if loss is None else loss / 100,
+        )
+    )
     return sample
 
 
@@ -481,6 +591,10 @@ def quality_line(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def _end(visit: VideoVisit, *, now: Any, actor: User | None, reason: str) -> None:
+    if visit.redeemed_at is not None and (now - visit.redeemed_at).total_seconds() >= _budget():
+        # The patient joined at least a connect budget ago and the call never connected (an undecided
+        # setup): a failure, also when the nurse's page never reported it (closed, crashed).
+        video_setup_decide(visit_id=visit.pk, ok=False)
     visit.state = VideoVisit.State.ENDED
     visit.ended_at = now
     visit.save(update_fields=["state", "ended_at"])
@@ -534,13 +648,15 @@ def visit_video_failed(*, user: User, room: str, why: str, source_ip: str | None
     """The nurse's page reports that the video did not connect (`why`: "budget", the connect time budget
     passed, or "failed", failed/disconnected without recovering): a timeline note on the case, so the phone
     call that follows (`conversation.call_patient(reason="video_failed")`) has its cause next to it. The visit
-    stays open (the patient may still join). Raises NotAParticipant (audited) unless the user is the visit's
-    nurse and the visit is open.
+    stays open (the patient may still join). Once the patient has opened the link (`redeemed_at`), this is
+    the visit's call setup failure unless it was already decided (`video_setup_decide`: a visit that
+    connected stays a success; a patient who never opened the link made no setup attempt, nothing is
+    counted). Raises NotAParticipant (audited) unless the user is the visit's nurse and the visit is open.
     """
     visit, role = visit_participant(room=room, user=user, session_rooms=[], source_ip=source_ip)
     if role != QualitySample.Role.NURSE:
         raise NotAParticipant
-    seconds = int(settings.VIDEO_CONNECT_BUDGET_SECONDS)
+    seconds = _budget()
     text = VIDEO_FAILED_WHY.get(why, VIDEO_FAILED_WHY["failed"])
     case_add_event(
         case=visit.case,
@@ -549,6 +665,8 @@ def visit_video_failed(*, user: User, room: str, why: str, source_ip: str | None
         detail={"visit_id": visit.pk, "video_failed": why if why in VIDEO_FAILED_WHY else "failed"},
         actor=user,
     )
+    if visit.redeemed_at is not None:
+        video_setup_decide(visit_id=visit.pk, ok=False)
     return visit
 
 

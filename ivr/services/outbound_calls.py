@@ -18,6 +18,13 @@ Flow (Twilio "click-to-call": the REST call rings the nurse first, its TwiML bri
    phone did not answer -> the patient is never dialled).
 
 Every step lands on the case timeline and is announced as `case.updated` (`fields: ["calls"]`).
+
+Call setup metric (issue 7, `careline.metrics.record_call_setup(kind="voice")`, the clinic's call setup SLO):
+decided once per call (`_setup_outcome`, key "setup" in `OutboundCall.handled`, under the row lock, so
+duplicate Twilio callbacks count nothing more). Success: the patient's leg answered (bridged), or the
+`<Dial action>` says completed/answered. Failure: `DialCallStatus` no-answer / busy / failed / canceled, the
+nurse's own leg not answering (`nurse_unreached`), or the call could not be placed (Twilio refused it,
+attempts exhausted, too late: `failed` / `expired`). Recorded after the transaction commits.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from django.urls import reverse
 from django.utils import timezone
 from twilio.twiml.voice_response import VoiceResponse
 
+from careline import metrics
 from clinics import events
 from ehr.phone import InvalidPhoneNumber, to_e164
 from ivr import prompts, tasks
@@ -140,8 +148,19 @@ def outbound_call_record(*, case: Case, nurse: User, nurse_number: str, reason: 
     suffix = "" if state == OutboundCall.State.QUEUED else " (no Twilio account: recorded, not placed)"
     _timeline(call, f"Calling the patient: {name}'s phone rings first{suffix}", reason=reason)
     if state == OutboundCall.State.QUEUED:
-        transaction.on_commit(lambda: tasks.place_outbound_call.delay(call.pk))
+        tasks.place_outbound_call.delay_after_commit(call.pk)
     return call
+
+
+def _setup_outcome(call: OutboundCall, *, ok: bool) -> bool:
+    """Count the call's setup once (module docstring): True when this call counted it. The caller holds the
+    row lock; `handled` is saved here, the metric and SLI event are recorded after commit."""
+    if not _first(call, "setup"):
+        return False
+    call.save(update_fields=["handled"])
+    clinic_id, slug = call.clinic_id, call.clinic.slug
+    transaction.on_commit(lambda: metrics.record_call_setup(clinic_id=clinic_id, clinic_slug=slug, kind="voice", ok=ok))
+    return True
 
 
 def _webhook_url(name: str, call: OutboundCall) -> str:
@@ -170,12 +189,14 @@ def outbound_call_place(*, call_id: int) -> OutboundCall | None:
             call.state = OutboundCall.State.EXPIRED
             call.save(update_fields=["state"])
             _timeline(call, "Call not placed: too late (the nurse may call again)")
+            _setup_outcome(call, ok=False)
             return call
         if not settings.PUBLIC_BASE_URL:
             call.state = OutboundCall.State.FAILED
             call.last_error = "PUBLIC_BASE_URL is not set: Twilio could not reach the webhooks"
             call.save(update_fields=["state", "last_error"])
             _timeline(call, "Call not placed: CareLine's public URL is not configured")
+            _setup_outcome(call, ok=False)
             return call
         call.attempts += 1
         call.last_attempt_at = now
@@ -204,6 +225,7 @@ def outbound_call_place(*, call_id: int) -> OutboundCall | None:
             _timeline(call, "Call placed: ringing the nurse's phone")
         elif call.state == OutboundCall.State.FAILED:
             _timeline(call, "Call could not be placed (Twilio refused it)", error=call.last_error)
+            _setup_outcome(call, ok=False)
         logger.info("outbound call %s: %s after %d attempt(s)", call.pk, call.state, call.attempts)
         return call
 
@@ -301,6 +323,7 @@ def call_patient_status(*, call_uuid: uuid.UUID, from_number: str, child_call_si
             call.state = OutboundCall.State.BRIDGED
         call.save(update_fields=["patient_call_sid", "state", "handled"])
         _timeline(call, "Patient answered: call bridged with the nurse")
+        _setup_outcome(call, ok=True)
     return True
 
 
@@ -343,10 +366,12 @@ def call_dial_result(
             _timeline(call, f"Patient did not answer ({dial_status or 'unknown'})", dial_status=dial_status)
             call.missed_message = _missed_call_sms(call)
             call.save(update_fields=["missed_message"])
+            _setup_outcome(call, ok=False)
         else:
             call.save(update_fields=["state", "ended_at", "duration_seconds", "handled"])
             minutes = f" after {duration_seconds} s" if duration_seconds is not None else ""
             _timeline(call, f"Call with the patient ended{minutes}", duration_seconds=duration_seconds)
+            _setup_outcome(call, ok=True)  # counted already if the patient's leg reported "answered"
     if call.state in MISSED:
         sent = call.missed_message is not None and call.missed_message.state != OutboundMessage.State.SKIPPED
         return _hangup(prompts.text("call_patient_unreached" if sent else "call_patient_unreached_no_sms", "en"))
@@ -370,6 +395,7 @@ def call_status(*, call_uuid: uuid.UUID, call_sid: str, from_number: str, status
             call.provider_sid = call.provider_sid or call_sid
             call.save(update_fields=["state", "ended_at", "provider_sid", "handled"])
             _timeline(call, f"The nurse's phone did not answer ({status}); the patient was not called")
+            _setup_outcome(call, ok=False)
         else:
             call.save(update_fields=["handled"])
     elif status == "completed" and _first(call, "status:completed"):

@@ -13,6 +13,9 @@
 // capped backoff; messages sent while it is down are queued and flushed on reconnect.
 //
 // Resilience: ICE restart (`restartIce()`) when the ICE connection fails, or stays `disconnected` for 2 s.
+// Metrics: every ICE connection state change is reported (`{type: "ice", state}`; with "connected" or
+// "completed" also the local candidate type of the selected pair), so the server can count the visit's call
+// setup, ICE failures and the TURN relay share (contactcenter.visits.video_ice_report).
 // Quality: every 5 s the page summarises `getStats()` (RTT, jitter, loss, fps, frames decoded, available
 // outgoing bitrate, local candidate type of the selected pair) and sends it; the server stores it and
 // relays it, and the nurse's page shows the patient's figures live. When the available outgoing bitrate
@@ -251,6 +254,7 @@ async function startPeerConnection() {
   connection.oniceconnectionstatechange = () => {
     if (connection !== pc) return;
     const state = connection.iceConnectionState;
+    reportIce(connection, state);
     clearTimeout(disconnectedTimer);
     if (state === "connected" || state === "completed") {
       setStatus("connected", `Connected with ${PEER_NAME.toLowerCase()}.`);
@@ -270,6 +274,23 @@ async function startPeerConnection() {
     connection.addTransceiver("audio", { direction: "recvonly" });
     connection.addTransceiver("video", { direction: "recvonly" });
   }
+}
+
+// The local candidate of the selected candidate pair: "host", "srflx", "prflx", "relay" ("" if unknown).
+async function selectedCandidateType(connection) {
+  const report = await connection.getStats();
+  let pair = null;
+  report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) || pair; });
+  if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+  const local = pair ? report.get(pair.localCandidateId) : null;
+  return local && local.candidateType ? local.candidateType : "";
+}
+
+function reportIce(connection, state) {
+  if (state !== "connected" && state !== "completed") { send({ type: "ice", state }); return; }
+  selectedCandidateType(connection)
+    .catch(() => "")
+    .then((type) => { if (connection === pc) send({ type: "ice", state, candidate_type: type }); });
 }
 
 function restartIce() {

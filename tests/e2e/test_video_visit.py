@@ -6,7 +6,8 @@ fake camera and microphone (one the nurse's, signed in; one the patient's, no ac
 makes both pages use `iceTransportPolicy: "relay"`, so media can only flow through coturn; the test checks
 that the selected candidate pair is `relay` on both sides and that video frames are decoded on both.
 Then the patient's page is reloaded mid-visit and media must flow again within 60 s without the nurse
-doing anything; finally the nurse ends the visit and the quality summary is on the case.
+doing anything; finally the nurse ends the visit and the quality summary is on the case. The server's
+`/metrics` counts that visit as one successful video call setup and two relayed legs, reload included.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
 
 from contactcenter import services
 from contactcenter.models import QualitySample, VideoVisit
@@ -108,6 +111,29 @@ def two_browsers(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
                 browser.close()
 
 
+def video_metrics(base_url: str) -> dict[str, float]:
+    """The daphne process's call-setup counters for clinic North, scraped from its `/metrics` (loopback)."""
+    response = httpx.get(f"{base_url}/metrics", timeout=30)
+    assert response.status_code == 200
+    wanted = {
+        ("careline_call_setup_total", "success"): "setup_ok",
+        ("careline_call_setup_total", "failure"): "setup_failed",
+        ("careline_video_connections_total", "relay"): "relay",
+        ("careline_video_connections_total", "direct"): "direct",
+    }
+    found = dict.fromkeys([*wanted.values(), "ice_failures"], 0.0)
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            if s.labels.get("clinic") != "north":
+                continue
+            key = wanted.get((s.name, s.labels.get("result") or s.labels.get("path", "")))
+            if key and s.labels.get("kind", "video") == "video":
+                found[key] = s.value
+            elif s.name == "careline_video_ice_failures_total":
+                found["ice_failures"] = s.value
+    return found
+
+
 def media(page: Any) -> dict[str, Any]:
     return page.evaluate(MEDIA_STATE_JS)
 
@@ -131,6 +157,7 @@ def test_video_visit_through_turn_with_reload_rejoin(
 ):
     nurse, patient = two_browsers
     case = accepted_case
+    metrics_before = video_metrics(live_server_url)
 
     # The nurse starts the visit from her case page; the patient's SMS carries the join link.
     sign_in(nurse, personas.alice)
@@ -180,6 +207,16 @@ def test_video_visit_through_turn_with_reload_rejoin(
     frames_grow(nurse)
     assert nurse.evaluate("window.careLineVisit.connections") == connections_before  # the nurse's socket stayed
     print(f"\nvideo visit: patient reload -> media again in {elapsed:.1f} s")
+
+    # /metrics: one video call setup (success) for the visit, both legs through TURN; the reload counted
+    # nothing more (the pages report ICE state changes; the server decides once per visit and leg).
+    def metrics_delta() -> dict[str, float]:
+        after = video_metrics(live_server_url)
+        return {k: after[k] - metrics_before[k] for k in after if after[k] != metrics_before[k]}
+
+    wait_for(lambda: metrics_delta() == {"setup_ok": 1, "relay": 2}, timeout=20)
+    time.sleep(2)  # any late duplicate report from the reloaded page has arrived by now
+    assert metrics_delta() == {"setup_ok": 1, "relay": 2}
 
     # The nurse ends the visit: the patient's page says so, and the quality summary is on the case.
     nurse.locator("#end-visit").click()
