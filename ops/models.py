@@ -77,3 +77,37 @@ class SloBreach(models.Model):
 
     def __str__(self) -> str:
         return f"SLO breach {self.objective} from {self.opened_at:%Y-%m-%d %H:%M}"
+
+
+class SloAlert(models.Model):
+    """Outbox row of one SLO alert webhook POST: written in the transaction that opens or clears a breach
+    (`ops.services.slo_evaluate`), so the alert survives a crash between that commit and the POST, a broker
+    outage and a receiver that is down; delivered by `ops.tasks.slo_alert_deliver` (Celery autoretry with
+    exponential backoff) and re-dispatched by the beat sweep `ops.tasks.slo_alert_sweep` while undelivered.
+
+    One row per breach state change (`event` "slo.breached" / "slo.cleared", unique with the breach).
+    `body` is the JSON posted (no PHI: clinic slug, objective, figures) and carries `alert_id`, also sent as
+    the `Idempotency-Key` header: delivery is at-least-once (a worker killed after the receiver answered
+    and before the row is marked sent posts again), so a receiver dedupes on it.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+
+    breach = models.ForeignKey(SloBreach, on_delete=models.CASCADE, related_name="alerts")
+    event = models.CharField(max_length=16)
+    body = models.JSONField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["breach", "event"], name="slo_alert_once_per_change")]
+        indexes = [models.Index(fields=["state", "created_at"], name="slo_alert_pending")]
+
+    def __str__(self) -> str:
+        return f"SLO alert {self.event} of breach {self.breach_id} ({self.state})"

@@ -4,13 +4,21 @@
 computes the indicator (`indicator()`, definitions on `ops.models.SloObjective`) and:
 
 - missed and no open episode -> opens a `SloBreach`, publishes `slo.breached` to the clinic's supervisors
-  (`clinics.events`, shown on the dashboard), logs a WARNING, and posts the alert to `SLO_ALERT_WEBHOOK_URL`
-  (Celery task, retried with backoff);
-- met and an open episode -> clears it, publishes `slo.cleared`, logs, posts;
+  (`clinics.events`, shown on the dashboard), logs a WARNING, and, when `SLO_ALERT_WEBHOOK_URL` is set,
+  writes a `SloAlert` outbox row in the same transaction (delivery below);
+- met and an open episode -> clears it, publishes `slo.cleared`, logs, writes the outbox row;
 - otherwise (still missed, still met, or no data) -> updates the open episode's figures, alerts nothing.
 
 Each objective is evaluated under a row lock and the open episode is unique (constraint), so two evaluations
 at once (two beat schedulers by mistake) still alert once per episode.
+
+Webhook delivery (outbox, like the EHR write-backs): the row commits with the breach change, so a crash
+right after the commit, a broker outage or a receiver that is down loses nothing. After commit the row is
+handed to `ops.tasks.slo_alert_deliver` (Celery `autoretry_for` transport errors and non-2xx answers,
+exponential backoff); the beat sweep `ops.tasks.slo_alert_sweep` hands over again rows still pending
+(dispatch lost, retries exhausted). `slo_alert_send` locks the row and posts only while it is pending, so
+one state change is posted once however often it is dispatched (at-least-once only if a worker dies between
+the receiver's answer and the commit: `Idempotency-Key` header, `ops.models.SloAlert`).
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
+from celery.exceptions import Retry
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -29,7 +39,7 @@ from careline import sli
 from clinics import events
 from clinics.models import Clinic
 from ehr.models import WriteBack
-from ops.models import SloBreach, SloObjective
+from ops.models import SloAlert, SloBreach, SloObjective
 from triage.models import Case, CaseState
 
 logger = logging.getLogger(__name__)
@@ -140,10 +150,95 @@ def _alert(*, event_type: str, objective: SloObjective, breach: SloBreach, value
         breach.pk,
     )
     if settings.SLO_ALERT_WEBHOOK_URL:
-        from ops.tasks import slo_alert_webhook
+        alert = SloAlert.objects.create(breach=breach, event=event_type, body={"event": event_type, **payload})
+        alert.body["alert_id"] = alert.pk
+        alert.save(update_fields=["body"])
+        transaction.on_commit(lambda: _dispatch(alert.pk), robust=True)
 
-        body = {"event": event_type, **payload}
-        transaction.on_commit(lambda: slo_alert_webhook.delay(body))
+
+def _dispatch(alert_id: int) -> None:
+    """Hand an outbox row to Celery (after commit). A broker outage is logged; the sweep hands it over later."""
+    from ops.tasks import slo_alert_deliver
+
+    try:
+        slo_alert_deliver.delay(alert_id)
+    except Retry:
+        # Only with eager Celery (tests): the task asked for a retry, which eager mode raises instead of
+        # scheduling; the row stays pending for the next hand-over (a worker schedules it with backoff).
+        logger.info("SLO alert %s: retry requested (eager Celery)", alert_id)
+    except Exception:  # noqa: BLE001 - the row stays pending: slo_alert_sweep retries the hand-over
+        logger.warning("SLO alert %s not handed to Celery; the sweep will", alert_id, exc_info=True)
+
+
+class AlertNotDelivered(Exception):
+    """The receiver was unreachable or answered non-2xx; the outbox row stays pending (message: why)."""
+
+
+def slo_alert_send(*, alert_id: int) -> SloAlert | None:
+    """POST one pending `SloAlert` (JSON `body`, header `Idempotency-Key: slo-alert-<id>`) to
+    `SLO_ALERT_WEBHOOK_URL` within `SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS`, under the row's lock (SKIP LOCKED:
+    a row another worker is sending returns None). A 2xx answer marks it `sent`; a sent row is left alone
+    (returned as is). Raises AlertNotDelivered on a transport error or non-2xx answer, after recording the
+    attempt (`attempts`, `last_attempt_at`, `last_error`: the error class or HTTP status, no body).
+    Without a URL configured the row stays pending (returned).
+    """
+    url = str(settings.SLO_ALERT_WEBHOOK_URL)
+    error = ""
+    with transaction.atomic():
+        alert = SloAlert.objects.select_for_update(skip_locked=True).filter(pk=alert_id).first()
+        if alert is None or alert.state == SloAlert.State.SENT or not url:
+            return alert
+        alert.attempts += 1
+        alert.last_attempt_at = timezone.now()
+        try:
+            response = httpx.post(
+                url,
+                json=alert.body,
+                headers={"Idempotency-Key": f"slo-alert-{alert.pk}"},
+                timeout=settings.SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS,
+            )
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            error = f"HTTP {exc.response.status_code}"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        if error:
+            alert.last_error = error[:200]
+            alert.save(update_fields=["attempts", "last_attempt_at", "last_error"])
+        else:
+            alert.state = SloAlert.State.SENT
+            alert.sent_at = timezone.now()
+            alert.last_error = ""
+            alert.save(update_fields=["attempts", "last_attempt_at", "last_error", "state", "sent_at"])
+    if error:
+        logger.warning("SLO alert %s not delivered (attempt %d): %s", alert.pk, alert.attempts, error)
+        raise AlertNotDelivered(error)
+    logger.info("SLO alert %s delivered (%s, attempt %d)", alert.pk, alert.event, alert.attempts)
+    return alert
+
+
+# A pending row is handed over again once its last attempt is older than this: longer than the task's whole
+# retry schedule is long between two tries (backoff capped at 300 s), so a row still retrying is left alone.
+ALERT_SWEEP_AGE = timedelta(minutes=10)
+
+
+def slo_alert_sweep(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Hand pending alerts to Celery again (beat): never tried and created over a minute ago (dispatch lost),
+    or last tried more than `ALERT_SWEEP_AGE` ago (retries exhausted, worker lost). Returns how many."""
+    now = now or timezone.now()
+    due = (
+        SloAlert.objects.filter(state=SloAlert.State.PENDING)
+        .filter(
+            models.Q(last_attempt_at__isnull=True, created_at__lt=now - timedelta(minutes=1))
+            | models.Q(last_attempt_at__lt=now - ALERT_SWEEP_AGE)
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    ids = list(due)
+    for alert_id in ids:
+        _dispatch(alert_id)
+    return len(ids)
 
 
 def slo_evaluate(*, objective_id: int, now: datetime | None = None) -> Evaluation:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 from celery import shared_task
-from django.conf import settings
 
 from ops import services
 
@@ -23,18 +19,22 @@ def slo_evaluate() -> dict[str, int]:
 
 
 @shared_task(
-    name="ops.tasks.slo_alert_webhook",
-    autoretry_for=(httpx.HTTPError,),
+    name="ops.tasks.slo_alert_deliver",
+    autoretry_for=(services.AlertNotDelivered,),
     retry_backoff=5,
     retry_backoff_max=300,
+    retry_jitter=True,
     max_retries=8,
 )  # type: ignore[untyped-decorator]
-def slo_alert_webhook(body: dict[str, Any]) -> int:
-    """POST one SLO alert (JSON, no PHI: clinic slug, kind, figures) to `SLO_ALERT_WEBHOOK_URL`; a transport
-    error or non-2xx answer is retried with exponential backoff (5 s .. 5 min, 8 times). Returns the status."""
-    url = settings.SLO_ALERT_WEBHOOK_URL
-    if not url:
-        return 0
-    response = httpx.post(url, json=body, timeout=settings.SLO_ALERT_WEBHOOK_TIMEOUT_SECONDS)
-    response.raise_for_status()
-    return response.status_code
+def slo_alert_deliver(alert_id: int) -> str:
+    """POST one SLO alert outbox row (`ops.services.slo_alert_send`); an unreachable receiver or a non-2xx
+    answer is retried by Celery with exponential backoff (5 s .. 5 min, 8 times); a row still pending after
+    that is handed over again by `slo_alert_sweep`. Returns the row's state ("" for a row locked elsewhere)."""
+    alert = services.slo_alert_send(alert_id=alert_id)
+    return str(alert.state) if alert is not None else ""
+
+
+@shared_task(name="ops.tasks.slo_alert_sweep")  # type: ignore[untyped-decorator]
+def slo_alert_sweep() -> int:
+    """Beat, every minute: hand undelivered SLO alerts to `slo_alert_deliver` again. Returns how many."""
+    return services.slo_alert_sweep()

@@ -20,8 +20,8 @@ from careline import sli
 from clinics import events
 from ehr.models import WriteBack
 from ops import services
-from ops.models import SloBreach, SloObjective
-from ops.tasks import slo_alert_webhook, slo_evaluate
+from ops.models import SloAlert, SloBreach, SloObjective
+from ops.tasks import slo_alert_deliver, slo_evaluate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records the JSON posted to it; the first `fail_first` posts get 500."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, port: int = 0) -> None:
         self.bodies: list[dict] = []
         self.fail_first = fail_first
         self.calls = 0
@@ -43,13 +43,15 @@ class Receiver:
                     self.send_response(500)
                 else:
                     receiver.bodies.append(body)
+                    receiver.headers.append(dict(self.headers))
                     self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.headers: list[dict[str, str]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -129,15 +131,23 @@ def test_writeback_age_breach_alerts_once_per_episode_and_clears(personas, recei
 
 
 def test_a_refused_webhook_is_retried_until_delivered(personas):
-    """The receiver answers 500 once: the task retries (eager Celery re-runs a retry at once; a worker waits
-    the backoff) and the alert arrives once."""
-    receiver = Receiver(fail_first=1)
+    """The receiver answers 500 twice. The on-commit hand-over tries once (eager Celery raises the retry it
+    asks for instead of scheduling it: the row stays pending); the task run again retries by itself (eager
+    Celery re-runs a retry at once; a worker waits the backoff) and the alert arrives once."""
+    receiver = Receiver(fail_first=2)
     try:
-        body = {"event": "slo.breached", "clinic": "north", "kind": "writeback_age", "value": 600}
+        SloObjective.objects.create(clinic=personas.north, kind="writeback_age", threshold=300)
+        _old_writeback(personas.north, 900)
         with override_settings(SLO_ALERT_WEBHOOK_URL=receiver.url):
-            result = slo_alert_webhook.apply(args=[body], throw=False)
-        assert receiver.calls == 2 and receiver.bodies == [body]
-        assert result.state == "SUCCESS"
+            assert slo_evaluate.delay().get()["breached"] == 1
+            alert = SloAlert.objects.get()
+            assert (receiver.calls, alert.state, alert.attempts, alert.last_error) == (1, "pending", 1, "HTTP 500")
+            result = slo_alert_deliver.apply(args=[alert.pk], throw=False)
+        assert result.state == "SUCCESS" and result.result == "sent"
+        assert receiver.calls == 3 and [b["event"] for b in receiver.bodies] == ["slo.breached"]
+        alert.refresh_from_db()
+        assert (alert.state, alert.attempts, alert.last_error) == ("sent", 3, "")
+        assert receiver.bodies[0]["alert_id"] == alert.pk
     finally:
         receiver.close()
 
