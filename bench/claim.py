@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/careline_bench")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careline.settings.base")
 os.environ.setdefault("CARELINE_DEMO", "false")
+# As production runs (careline.settings.production): with DEBUG on, Django logs every query in connection.queries.
+os.environ.setdefault("DJANGO_DEBUG", "false")
 # A throw-away key for the scratch database (the seeded cases' callback numbers are encrypted at rest).
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "bench:" + base64.b64encode(secrets.token_bytes(32)).decode())
 

@@ -61,6 +61,8 @@ from channels.layers import get_channel_layer  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
+from django_otp import DEVICE_ID_SESSION_KEY  # noqa: E402
+from django_otp.plugins.otp_totp.models import TOTPDevice  # noqa: E402
 
 from clinics import events  # noqa: E402
 from clinics.services import clinic_create, staff_create  # noqa: E402
@@ -81,6 +83,12 @@ def cookies(count: int) -> tuple[int, list[str]]:
         user = staff_create(clinic=clinic, role="nurse", username=f"bench-nurse-{i}", password="bench-password").user
         client = Client()
         client.force_login(user)
+        # Consoles need an OTP-verified session (careline.ws): mark it as `/accounts/otp/` does after a correct
+        # code from the nurse's confirmed TOTP device (a random bench-only key).
+        device = TOTPDevice.objects.create(user=user, name="bench", key=secrets.token_hex(20), confirmed=True)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
         result.append(f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}")
     return clinic.pk, result
 

@@ -191,6 +191,26 @@ _PARAM_TYPES = {
     "rate5": "float8",
 }
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# Parameters that are code constants (states and kinds): written into the prepared statement as literals, so a
+# claim does not send (and psycopg does not quote) them every time. Callers may still pass them; they are unused.
+_CONSTANTS: dict[str, str | tuple[str, ...]] = {
+    "queued": _QUEUED,
+    "reserved": str(CaseState.RESERVED),
+    "open": _OPEN,
+    "event_kind": str(CaseEvent.Kind.RESERVED),
+    "ledger_kind": str(RoutingLedgerEntry.Kind.OFFERED),
+}
+
+
+def _literal(name: str) -> str:
+    """SQL literal of the constant parameter `name`, cast to its `_PARAM_TYPES` type."""
+    value = _CONSTANTS[name]
+    items = (value,) if isinstance(value, str) else value
+    if not all(re.fullmatch(r"[a-z_]+", item) for item in items):  # plain words only: nothing to escape
+        raise ValueError(f"constant parameter {name!r} is not a plain word: {value!r}")
+    if isinstance(value, str):
+        return f"'{value}'::{_PARAM_TYPES[name]}"
+    return "ARRAY[" + ", ".join(f"'{item}'" for item in items) + f"]::{_PARAM_TYPES[name]}"
 
 
 @dataclass(frozen=True)
@@ -212,10 +232,11 @@ def _statement(sql: str) -> _Prepared:
     if found is not None:
         return found
     names: list[str] = []
-    for match in _PLACEHOLDER.finditer(sql):
+    text = _PLACEHOLDER.sub(lambda m: f"({_literal(m[1])})" if m[1] in _CONSTANTS else m[0], sql)
+    for match in _PLACEHOLDER.finditer(text):
         if match[1] not in names:
             names.append(match[1])
-    positional = _PLACEHOLDER.sub(lambda m: f"${names.index(m[1]) + 1}", sql)
+    positional = _PLACEHOLDER.sub(lambda m: f"${names.index(m[1]) + 1}", text)
     name = "careline_claim_" + hashlib.sha1(positional.encode(), usedforsecurity=False).hexdigest()[:16]
     types = ", ".join(_PARAM_TYPES[n] for n in names)
     statement = _Prepared(

@@ -8,7 +8,7 @@ claims), so concurrent claims never hand one case to two nurses.
 
 from __future__ import annotations
 
-import json
+import copy
 import threading
 import time
 from dataclasses import dataclass
@@ -262,25 +262,35 @@ def _open_case_of(nurse: User, clinic: Clinic) -> Case | None:
 # Per-process memo of each clinic's queue discipline: the load estimate spans an hour, so recomputing it on
 # every claim would add three queries to the hottest path for no benefit. Keyed by the clinic's queueing
 # configuration too, so an admin's change of rates or threshold applies at once. Nothing else relies on it.
-_discipline_memo: dict[tuple[int, str], tuple[float, QueueDiscipline]] = {}
+# Per clinic id: (expiry on the monotonic clock, the configuration it was computed for, the discipline).
+_discipline_memo: dict[int, tuple[float, tuple[Any, Any, Any], QueueDiscipline]] = {}
 _discipline_memo_lock = threading.Lock()
 
 
 def claim_discipline(*, clinic: Clinic, now: datetime | None = None) -> QueueDiscipline:
-    """`queue_discipline` as claims use it: reused for `TRIAGE_DISCIPLINE_CACHE_SECONDS` (default 15; 0 = off)."""
+    """`queue_discipline` as claims use it: reused for `TRIAGE_DISCIPLINE_CACHE_SECONDS` (default 15; 0 = off).
+
+    Staleness bound: a load change (e.g. the switch to strict priority under overload) reaches claims at most
+    `TRIAGE_DISCIPLINE_CACHE_SECONDS` after the memo was filled, per process; a change of the clinic's
+    `accumulation_rates`, `kpi_targets` or `overload_threshold` at the next claim (compared by value with the
+    configuration the memo was computed for; a copy is kept, so an in-place edit is seen too).
+    """
     ttl = float(getattr(settings, "TRIAGE_DISCIPLINE_CACHE_SECONDS", 15))
     if ttl <= 0:
         return queue_discipline(clinic=clinic, now=now)
-    config = json.dumps([clinic.accumulation_rates, clinic.kpi_targets, clinic.overload_threshold], sort_keys=True)
-    key = (clinic.pk, config)
+    config = (clinic.accumulation_rates, clinic.kpi_targets, clinic.overload_threshold)
     clock = time.monotonic()
+    hit = _discipline_memo.get(clinic.pk)  # a dict read is atomic under the GIL; writes take the lock
+    if hit is not None and hit[0] > clock and hit[1] == config:
+        return hit[2]
+    # One thread per process recomputes (three read-only queries); the others wait for it instead of all
+    # querying at once when the memo expires under load (50 claimers: 50 identical estimates).
     with _discipline_memo_lock:
-        hit = _discipline_memo.get(key)
-    if hit is not None and hit[0] > clock:
-        return hit[1]
-    discipline = queue_discipline(clinic=clinic, now=now)
-    with _discipline_memo_lock:
-        _discipline_memo[key] = (clock + ttl, discipline)
+        hit = _discipline_memo.get(clinic.pk)
+        if hit is not None and hit[0] > time.monotonic() and hit[1] == config:
+            return hit[2]
+        discipline = queue_discipline(clinic=clinic, now=now)
+        _discipline_memo[clinic.pk] = (clock + ttl, copy.deepcopy(config), discipline)
     return discipline
 
 
