@@ -6,7 +6,7 @@ PORT ?= 8000
 FHIR_PORT ?= 8091
 MLLP_PORT ?= 2575
 
-.PHONY: up-scaled run test test-embedded lint typecheck audit services bench chaos clean
+.PHONY: up-scaled run test test-embedded lint typecheck audit services bench surge chaos clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,19 +54,27 @@ typecheck: $(VENV)/.installed
 audit: $(VENV)/.installed
 	$(VENV)/bin/pip-audit --strict --vulnerability-service osv -r requirements.txt
 
-## chaos: the fault-injection tests alone (tests/chaos, marker `chaos`; they also run in `make test`).
+## chaos: the fault-injection tests alone at full scale (tests/chaos, marker `chaos`; 200 consoles in the Redis
+## restart test; they also run in `make test`, that one with 60 consoles).
 chaos: $(VENV)/.installed
 	scripts/ensure-test-services.sh
-	$(PY) -m pytest -m chaos tests/chaos
+	CARELINE_CHAOS_CONSOLES=200 $(PY) -m pytest -m chaos tests/chaos
 
 bench: $(VENV)/.installed
 	scripts/ensure-test-services.sh
 	$(PY) bench/claim.py
 	$(PY) bench/fanout.py
 	$(PY) bench/writeback_drain.py
+	$(PY) bench/ivr_webhook.py
 	$(PY) bench/claim_latency.py
 	$(PY) bench/kleinrock.py
 	$(PY) bench/nurse_line.py
+
+## surge: 10x the demo clinic's normal arrivals for 15 simulated minutes through the scaled topology (HAProxy,
+## 2 daphne nodes, Celery, MLLP, demo EHR) that bench/surge.py starts on free ports and stops (~3-4 min).
+surge: $(VENV)/.installed
+	scripts/ensure-test-services.sh
+	$(PY) bench/surge.py
 
 clean:
 	rm -rf var .pytest_cache
