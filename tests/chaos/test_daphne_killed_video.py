@@ -53,9 +53,9 @@ from careline import drain
 from contactcenter import services, visits
 from contactcenter.models import QualitySample, VideoVisit
 from ops import topology
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, trace_page
 from tests.e2e.test_video_visit import CONNECT_MS, MEDIA_ARGS, MEDIA_STATE_JS
-from tests.ops.test_topology import free_port, session_cookie, wait_until
+from tests.ops.test_topology import free_port, session_cookie, start_proxy, wait_until
 from triage.services import case_enqueue
 
 pytestmark = [
@@ -183,15 +183,7 @@ def video_nodes(personas: Any, turn_server: Any) -> Iterator[dict[str, Any]]:
         )
         # The test's own addition: the runtime API, to hold node B out of rotation while the pages join.
         config = config.replace("global\n", f"global\n    stats socket {admin_socket} mode 600 level admin\n", 1)
-        cfg = log_dir / "haproxy.cfg"
-        cfg.write_text(config)
-        processes["proxy"] = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(cfg)], stdout=(log_dir / "haproxy.log").open("wb"), stderr=subprocess.STDOUT
-        )
-        for name in ("a", "b"):
-            url = f"http://127.0.0.1:{ports[name]}/readyz"
-            wait_until(lambda url=url: httpx.get(url).status_code == 200, 60, f"node {name}")
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{ports['proxy']}/healthz").status_code == 200, 15, "proxy")
+        processes["proxy"] = start_proxy(config, ports=ports, log_dir=log_dir)
         yield {"ports": ports, "processes": processes, "ids": ids, "admin": HaproxyAdmin(admin_socket)}
     finally:
         for process in processes.values():
@@ -207,6 +199,12 @@ def video_nodes(personas: Any, turn_server: Any) -> Iterator[dict[str, Any]]:
             drain.drain_cancel(node=node_id)
         with contextlib.suppress(FileNotFoundError):
             admin_socket.unlink()
+
+
+def proxied_node(base: str) -> str:
+    """The node id that answers `/readyz` through the proxy ("" while HAProxy has no node in rotation)."""
+    response = httpx.get(f"{base}/readyz", timeout=10)
+    return str(response.json().get("node", "")) if response.status_code == 200 else ""
 
 
 def finish_sessions(node_id: str) -> int:
@@ -267,6 +265,7 @@ def test_daphne_killed_mid_visit_media_flows_and_signaling_moves_to_the_other_no
 
     # Both pages must join on node A: B is held in maintenance meanwhile.
     assert admin("set server daphne/b state maint").strip() == ""
+    wait_until(lambda: proxied_node(base) == ids["a"], 15, "node A in rotation, alone")
     cookie_name, cookie_value = session_cookie(personas.alice).split("=", 1)
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop on this thread
@@ -277,11 +276,12 @@ def test_daphne_killed_mid_visit_media_flows_and_signaling_moves_to_the_other_no
         ]
         try:
             pages = []
-            for browser in browsers:
+            for browser, role in zip(browsers, ("nurse", "patient"), strict=True):
                 context = browser.new_context(base_url=base, permissions=["camera", "microphone"])
                 context.add_init_script(WEBSOCKET_LOG_JS)
                 page = context.new_page()
                 page.set_default_timeout(30_000)
+                trace_page(page, role)
                 pages.append(page)
             nurse, patient = pages
             nurse.context.add_cookies([{"name": cookie_name, "value": cookie_value, "url": base}])

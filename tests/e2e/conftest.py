@@ -108,3 +108,29 @@ def sign_in(page: Any, user: Any, password: str | None = None) -> None:
     page.get_by_label("Password").fill(password or PASSWORD)
     page.locator("#sign-in").click()
     complete_otp_step(page, user)
+
+
+def trace_page(page: Any, role: str) -> None:
+    """Print what a page does that a failed browser test needs to be read: console lines, page errors, its
+    WebSocket opens and closes, failed requests and HTTP errors, each with a monotonic time (s). pytest shows
+    the output only when the test fails."""
+    import time
+
+    def say(what: str) -> None:
+        print(f"[{time.monotonic():.2f} {role}] {what}", flush=True)
+
+    def on_websocket(ws: Any) -> None:
+        say(f"ws open {ws.url}")
+        ws.on("close", lambda _ws: say(f"ws closed {ws.url}"))
+        ws.on("socketerror", lambda error: say(f"ws error {ws.url}: {error}"))
+
+    def on_response(response: Any) -> None:
+        if response.status >= 400:
+            say(f"HTTP {response.status} {response.request.method} {response.url}")
+
+    page.on("console", lambda message: say(f"console.{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: say(f"page error: {error}"))
+    page.on("websocket", on_websocket)
+    page.on("requestfailed", lambda request: say(f"request failed {request.method} {request.url}: {request.failure}"))
+    page.on("response", on_response)
+    page.on("load", lambda p: say(f"load {p.url}"))

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contactcenter import services
 from contactcenter.models import QualitySample, VideoVisit
 from ivr.models import OutboundMessage
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in, trace_page
 from tests.e2e.test_csp import LISTENER as CSP_LISTENER
 from triage.models import CaseEvent
 from triage.services import case_enqueue
@@ -99,10 +99,11 @@ def two_browsers(live_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
             for _ in range(2)
         ]
         pages = []
-        for browser in browsers:
+        for browser, role in zip(browsers, ("nurse", "patient"), strict=True):
             context = browser.new_context(base_url=live_server_url, permissions=["camera", "microphone"])
             page = context.new_page()
             page.set_default_timeout(20_000)
+            trace_page(page, role)
             pages.append(page)
         try:
             yield pages[0], pages[1]

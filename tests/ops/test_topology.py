@@ -74,6 +74,23 @@ class HttpPhoneClient:
         )
 
 
+def start_proxy(config: str, *, ports: dict[str, int], log_dir: Path) -> subprocess.Popen[bytes]:
+    """Wait until every node (`ports` but "proxy") answers `/readyz` 200, then start HAProxy with `config` and
+    wait until it forwards `/readyz`. In that order: HAProxy marks a node DOWN at its first check if the node
+    is not listening yet, and takes `rise` more checks to bring it back (a page loaded meanwhile gets 503)."""
+    for name, port in ports.items():
+        if name != "proxy":
+            url = f"http://127.0.0.1:{port}/readyz"
+            wait_until(lambda url=url: httpx.get(url).status_code == 200, 60, f"node {name}")
+    cfg = log_dir / "haproxy.cfg"
+    cfg.write_text(config)
+    proxy = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(cfg)], stdout=(log_dir / "haproxy.log").open("wb"), stderr=subprocess.STDOUT
+    )
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{ports['proxy']}/readyz").status_code == 200, 15, "proxy")
+    return proxy
+
+
 @pytest.fixture
 def nodes(personas: Any) -> Iterator[dict[str, Any]]:
     """Nodes A and B (daphne processes) and HAProxy in front of them; everything stopped afterwards."""
@@ -102,21 +119,15 @@ def nodes(personas: Any) -> Iterator[dict[str, Any]]:
                 stdout=(log_dir / f"{name}.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
-        cfg = log_dir / "haproxy.cfg"
-        cfg.write_text(
+        processes["proxy"] = start_proxy(
             topology.haproxy_config(
                 bind_port=ports["proxy"],
                 nodes=[topology.Node("a", ports["a"]), topology.Node("b", ports["b"])],
                 check_interval_ms=500,
-            )
+            ),
+            ports=ports,
+            log_dir=log_dir,
         )
-        processes["proxy"] = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(cfg)], stdout=(log_dir / "haproxy.log").open("wb"), stderr=subprocess.STDOUT
-        )
-        for name in ("a", "b"):
-            url = f"http://127.0.0.1:{ports[name]}/readyz"
-            wait_until(lambda url=url: httpx.get(url).status_code == 200, 45, f"node {name}")
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{ports['proxy']}/healthz").status_code == 200, 15, "proxy")
         yield {"ports": ports, "processes": processes, "ids": ids}
     finally:
         for process in processes.values():
