@@ -121,6 +121,9 @@ def trace_page(page: Any, role: str) -> None:
 
     def on_websocket(ws: Any) -> None:
         say(f"ws open {ws.url}")
+        if "/ws/visit/" in ws.url:  # the visit's signaling, message by message (no PHI in tests' visits)
+            ws.on("framesent", lambda payload: say(f"ws > {str(payload)[:160]}"))
+            ws.on("framereceived", lambda payload: say(f"ws < {str(payload)[:160]}"))
         ws.on("close", lambda _ws: say(f"ws closed {ws.url}"))
         ws.on("socketerror", lambda error: say(f"ws error {ws.url}: {error}"))
 

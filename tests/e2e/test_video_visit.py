@@ -135,6 +135,13 @@ def video_metrics(base_url: str) -> dict[str, float]:
     return found
 
 
+# What a failed rejoin needs to be read: the page's peer connection and status.
+PEER_STATE_JS = """() => { const pc = window.careLineVisit.pc; return {
+  status: document.getElementById("visit-status").dataset.state,
+  signaling: pc && pc.signalingState, connection: pc && pc.connectionState, gathering: pc && pc.iceGatheringState,
+  restarts: window.careLineVisit.restarts, connections: window.careLineVisit.connections}; }"""
+
+
 def media(page: Any) -> dict[str, Any]:
     return page.evaluate(MEDIA_STATE_JS)
 
@@ -199,7 +206,13 @@ def test_video_visit_through_turn_with_reload_rejoin(
     reloaded_at = time.monotonic()
     patient.reload()
     expect(patient).to_have_url(re.compile(rf"/visit/{visit.room}/$"))
-    rejoined = wait_for(lambda: (m := media(patient))["pageId"] != old_page_id and m["frames"] > 0 and m, timeout=60)
+    try:
+        rejoined = wait_for(lambda: (m := media(patient))["pageId"] != old_page_id and m["frames"] > 0 and m, 60)
+    except AssertionError:
+        for role, page in (("nurse", nurse), ("patient", patient)):
+            state = page.evaluate(PEER_STATE_JS)
+            print(f"{role} after the reload: {media(page)} {state}")
+        raise
     nurse_after = wait_for(lambda: (m := media(nurse))["frames"] > 0 and m["ice"] in ("connected", "completed") and m)
     elapsed = time.monotonic() - reloaded_at
     assert elapsed < 60, f"rejoin took {elapsed:.1f} s"
