@@ -34,7 +34,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,7 +44,6 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
@@ -55,7 +53,7 @@ from contactcenter.models import QualitySample, VideoVisit
 from ops import topology
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, trace_page
 from tests.e2e.test_video_visit import CONNECT_MS, MEDIA_ARGS, MEDIA_STATE_JS
-from tests.ops.test_topology import free_port, session_cookie, start_proxy, wait_until
+from tests.ops.test_topology import free_port, node_env, session_cookie, start_node, start_proxy, wait_until
 from triage.services import case_enqueue
 
 pytestmark = [
@@ -67,8 +65,6 @@ pytestmark = [
     ),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 # HAProxy's health check as in `make up-scaled` (every 2 s, down after 2 failures): a dead node stays in rotation
 # for up to ~4 s after it dies, long enough for the pages' first reconnect attempts to be sent its way.
 CHECK_INTERVAL_MS = 2000
@@ -147,20 +143,12 @@ class HaproxyAdmin:
 def video_nodes(personas: Any, turn_server: Any) -> Iterator[dict[str, Any]]:
     """Nodes A and B (daphne, TURN configured, relay forced) and HAProxy with an admin socket; all stopped
     afterwards (a node already killed by the test is only reaped)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "careline.settings.test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "CARELINE_TEST_CHANNEL_PREFIX": str(settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]),  # type: ignore[index]
-        "CARELINE_TEST_CACHE_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
-        "DRAIN_WATCHER": "true",
-        "DRAIN_POLL_SECONDS": "0.2",
-        "TURN_URLS": turn_server.url,
-        "TURN_SECRET": turn_server.secret,
-        "TURN_TTL_SECONDS": "600",
-        "VIDEO_FORCE_RELAY": "true",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = node_env(
+        TURN_URLS=turn_server.url,
+        TURN_SECRET=turn_server.secret,
+        TURN_TTL_SECONDS="600",
+        VIDEO_FORCE_RELAY="true",
+    )
     ports = {"a": free_port(), "b": free_port(), "proxy": free_port()}
     ids = {n: f"node-{n}-{uuid.uuid4().hex[:8]}" for n in ("a", "b")}
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -169,13 +157,7 @@ def video_nodes(personas: Any, turn_server: Any) -> Iterator[dict[str, Any]]:
     admin_socket = log_dir / f"haproxy-{ports['proxy']}.sock"
     try:
         for name in ("a", "b"):
-            processes[name] = subprocess.Popen(
-                [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(ports[name]), "careline.asgi:application"],
-                cwd=ROOT,
-                env={**env, "CARELINE_NODE_ID": ids[name]},
-                stdout=(log_dir / f"{name}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+            processes[name] = start_node(port=ports[name], node_id=ids[name], env=env, log=log_dir / f"{name}.log")
         config = topology.haproxy_config(
             bind_port=ports["proxy"],
             nodes=[topology.Node("a", ports["a"]), topology.Node("b", ports["b"])],

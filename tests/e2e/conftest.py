@@ -136,4 +136,8 @@ def trace_page(page: Any, role: str) -> None:
     page.on("websocket", on_websocket)
     page.on("requestfailed", lambda request: say(f"request failed {request.method} {request.url}: {request.failure}"))
     page.on("response", on_response)
+    # The visit's own HTTP calls (ICE configuration, history), start and end: a call that never ends shows.
+    visit_api = re.compile(r"/visit/[0-9a-f-]{36}/(ice|history|messages)")
+    page.on("request", lambda request: visit_api.search(request.url) and say(f"> {request.method} {request.url}"))
+    page.on("requestfinished", lambda request: visit_api.search(request.url) and say(f"< {request.url}"))
     page.on("load", lambda p: say(f"load {p.url}"))

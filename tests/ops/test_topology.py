@@ -74,6 +74,33 @@ class HttpPhoneClient:
         )
 
 
+def node_env(**extra: str) -> dict[str, str]:
+    """The environment of a live daphne node on this test run's database, channel-layer and cache prefixes,
+    with its drain watcher polling every 0.2 s; `extra` adds or overrides variables."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "careline.settings.test",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+        "CARELINE_TEST_CHANNEL_PREFIX": str(settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]),  # type: ignore[index]
+        "CARELINE_TEST_CACHE_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
+        "DRAIN_WATCHER": "true",
+        "DRAIN_POLL_SECONDS": "0.2",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def start_node(*, port: int, node_id: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`daphne careline.asgi:application` on 127.0.0.1:`port` as node `node_id`, output to `log`."""
+    return subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "careline.asgi:application"],
+        cwd=ROOT,
+        env={**env, "CARELINE_NODE_ID": node_id},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def start_proxy(config: str, *, ports: dict[str, int], log_dir: Path) -> subprocess.Popen[bytes]:
     """Wait until every node (`ports` but "proxy") answers `/readyz` 200, then start HAProxy with `config` and
     wait until it forwards `/readyz`. In that order: HAProxy marks a node DOWN at its first check if the node
@@ -94,17 +121,7 @@ def start_proxy(config: str, *, ports: dict[str, int], log_dir: Path) -> subproc
 @pytest.fixture
 def nodes(personas: Any) -> Iterator[dict[str, Any]]:
     """Nodes A and B (daphne processes) and HAProxy in front of them; everything stopped afterwards."""
-    layer_prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "careline.settings.test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "CARELINE_TEST_CHANNEL_PREFIX": layer_prefix,
-        "CARELINE_TEST_CACHE_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
-        "DRAIN_WATCHER": "true",
-        "DRAIN_POLL_SECONDS": "0.2",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = node_env()
     ports = {"a": free_port(), "b": free_port(), "proxy": free_port()}
     ids = {n: f"node-{n}-{uuid.uuid4().hex[:8]}" for n in ("a", "b")}
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -112,13 +129,7 @@ def nodes(personas: Any) -> Iterator[dict[str, Any]]:
     log_dir.mkdir(exist_ok=True)
     try:
         for name in ("a", "b"):
-            processes[name] = subprocess.Popen(
-                [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(ports[name]), "careline.asgi:application"],
-                cwd=ROOT,
-                env={**env, "CARELINE_NODE_ID": ids[name]},
-                stdout=(log_dir / f"{name}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+            processes[name] = start_node(port=ports[name], node_id=ids[name], env=env, log=log_dir / f"{name}.log")
         processes["proxy"] = start_proxy(
             topology.haproxy_config(
                 bind_port=ports["proxy"],
