@@ -181,6 +181,38 @@ def free_redis_db(base: str, candidates: range = range(10, 16)) -> int:
     raise RuntimeError(f"no empty Redis database among {list(candidates)} on {base}")
 
 
+def live_bench_setup(name: str, redis_base: str, **extra: str) -> int:
+    """Prepare this process for a benchmark against live CareLine processes, then `django.setup()`: a Redis
+    database of its own (`free_redis_db`, returned), the scratch PostgreSQL database `careline_bench_<name>`
+    made anew (`benchdb.fresh_database`; `DATABASE_URL` wins if set), a channel-layer prefix per run, production
+    settings with the demo clinic, a throwaway secret key and field-encryption key. `extra` sets more variables
+    (defaults only, like the rest: the caller's environment wins). The live processes inherit the environment."""
+    import base64
+    import secrets
+
+    redis_db = free_redis_db(redis_base)
+    os.environ["REDIS_URL"] = f"{redis_base}/{redis_db}"
+    defaults = {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/careline_bench_{name}",
+        "CHANNEL_LAYER_PREFIX": f"careline-bench-{name}-{os.getpid()}",
+        "DJANGO_SETTINGS_MODULE": "careline.settings.base",
+        "CARELINE_DEMO": "true",  # seed_demo (the demo clinic and its protocol library) and run_demo_ehr
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "FIELD_ENCRYPTION_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        **extra,
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+    import django
+    from benchdb import fresh_database
+
+    fresh_database(os.environ["DATABASE_URL"])
+    django.setup()
+    return redis_db
+
+
 def stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group of `process` (SIGKILL after 20 s)."""
     if process.poll() is not None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import math
 import os
@@ -61,27 +60,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 REDIS_BASE = os.environ.get("REDIS_BASE", "redis://127.0.0.1:6379")
 
-from ivrcaller import free_redis_db  # noqa: E402
+from ivrcaller import live_bench_setup  # noqa: E402
 
-REDIS_DB = free_redis_db(REDIS_BASE)
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/careline_bench_surge")
-os.environ["REDIS_URL"] = f"{REDIS_BASE}/{REDIS_DB}"
-os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"careline-bench-surge-{os.getpid()}")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careline.settings.base")
-os.environ.setdefault("CARELINE_DEMO", "true")  # seed_demo and run_demo_ehr
-os.environ.setdefault("DJANGO_DEBUG", "false")
-os.environ.setdefault("LOG_FORMAT", "json")
-os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(40))
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "bench:" + base64.b64encode(secrets.token_bytes(32)).decode())
-
-from benchdb import fresh_database  # noqa: E402
-from figures import record  # noqa: E402
-
-fresh_database(os.environ["DATABASE_URL"])
-
-import django  # noqa: E402
-
-django.setup()
+REDIS_DB = live_bench_setup("surge", REDIS_BASE, LOG_FORMAT="json")
 
 import logging  # noqa: E402
 
@@ -89,6 +70,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from figures import record  # noqa: E402
 from ivrcaller import Caller, percentile, stop_group  # noqa: E402
 
 from clinics import db_scope  # noqa: E402
