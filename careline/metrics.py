@@ -20,6 +20,7 @@ Twilio callbacks.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -78,27 +79,26 @@ CLIENT_LOSS_RATIO = Histogram(
 )
 
 
-# Labelled children of the claim metrics, per label values: `labels()` validates and locks on every call, and a
-# claim is the hottest path that records metrics (bench/claim.py). Bounded by clinics x 2 and clinics x 5 levels.
-_CLAIM_CHILDREN: dict[tuple[str, bool], Any] = {}
-_TIME_TO_NURSE_CHILDREN: dict[tuple[str, int], Any] = {}
+# Labelled children of the claim metrics, cached per label values: `labels()` validates and locks on every
+# call, and a claim is the hottest path that records metrics (bench/claim.py). Bounded by clinics x 2 and
+# clinics x 5 levels.
+@functools.cache
+def _claims_child(clinic_slug: str, claimed: bool) -> Any:
+    return CLAIMS.labels(clinic=clinic_slug, result="claimed" if claimed else "empty")
+
+
+@functools.cache
+def _time_to_nurse_child(clinic_slug: str, acuity: int) -> Any:
+    return TIME_TO_NURSE_SECONDS.labels(clinic=clinic_slug, acuity=str(acuity))
 
 
 def record_claim(
     *, clinic_slug: str, claimed: bool, wait_seconds: float | None = None, acuity: int | None = None
 ) -> None:
     """A next-case claim: counted by result; a claimed case's wait feeds the time-to-nurse histogram."""
-    counter = _CLAIM_CHILDREN.get((clinic_slug, claimed))
-    if counter is None:
-        counter = CLAIMS.labels(clinic=clinic_slug, result="claimed" if claimed else "empty")
-        _CLAIM_CHILDREN[(clinic_slug, claimed)] = counter
-    counter.inc()
+    _claims_child(clinic_slug, claimed).inc()
     if claimed and wait_seconds is not None and acuity is not None:
-        histogram = _TIME_TO_NURSE_CHILDREN.get((clinic_slug, acuity))
-        if histogram is None:
-            histogram = TIME_TO_NURSE_SECONDS.labels(clinic=clinic_slug, acuity=str(acuity))
-            _TIME_TO_NURSE_CHILDREN[(clinic_slug, acuity)] = histogram
-        histogram.observe(max(0.0, wait_seconds))
+        _time_to_nurse_child(clinic_slug, acuity).observe(max(0.0, wait_seconds))
 
 
 def record_escalation(*, clinic_slug: str, reason: str, count: int = 1) -> None:

@@ -53,7 +53,15 @@ from contactcenter.models import QualitySample, VideoVisit
 from ops import topology
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, trace_page
 from tests.e2e.test_video_visit import CONNECT_MS, MEDIA_ARGS, MEDIA_STATE_JS
-from tests.ops.test_topology import free_port, node_env, session_cookie, start_node, start_proxy, wait_until
+from tests.ops.test_topology import (
+    free_port,
+    node_env,
+    session_cookie,
+    start_node,
+    start_proxy,
+    stop_nodes,
+    wait_until,
+)
 from triage.services import case_enqueue
 
 pytestmark = [
@@ -168,17 +176,7 @@ def video_nodes(personas: Any, turn_server: Any) -> Iterator[dict[str, Any]]:
         processes["proxy"] = start_proxy(config, ports=ports, log_dir=log_dir)
         yield {"ports": ports, "processes": processes, "ids": ids, "admin": HaproxyAdmin(admin_socket)}
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        for node_id in ids.values():
-            drain.drain_cancel(node=node_id)
+        stop_nodes(processes, node_ids=ids.values())
         with contextlib.suppress(FileNotFoundError):
             admin_socket.unlink()
 

@@ -101,6 +101,22 @@ def start_node(*, port: int, node_id: str, env: dict[str, str], log: Path) -> su
     )
 
 
+def stop_nodes(processes: dict[str, subprocess.Popen[bytes]], *, node_ids: Any) -> None:
+    """SIGTERM every process still running (SIGKILL after 10 s), reap the ones already dead, and cancel the
+    drain marks of `node_ids` in Redis (a drain test leaves one behind)."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for node_id in node_ids:
+        drain.drain_cancel(node=node_id)
+
+
 def start_proxy(config: str, *, ports: dict[str, int], log_dir: Path) -> subprocess.Popen[bytes]:
     """Wait until every node (`ports` but "proxy") answers `/readyz` 200, then start HAProxy with `config` and
     wait until it forwards `/readyz`. In that order: HAProxy marks a node DOWN at its first check if the node
@@ -141,16 +157,7 @@ def nodes(personas: Any) -> Iterator[dict[str, Any]]:
         )
         yield {"ports": ports, "processes": processes, "ids": ids}
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for node_id in ids.values():
-            drain.drain_cancel(node=node_id)
+        stop_nodes(processes, node_ids=ids.values())
 
 
 def session_cookie(user: Any) -> str:
