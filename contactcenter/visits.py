@@ -454,6 +454,11 @@ def video_setup_decide(*, visit_id: int, ok: bool) -> bool:
     return bool(decided)
 
 
+def _media_path_field(role: str) -> str:
+    """The `CallSession` field holding `role`'s media path."""
+    return "nurse_media_path" if role == QualitySample.Role.NURSE else "patient_media_path"
+
+
 def video_media_path(*, visit_id: int, role: str, candidate_type: str) -> bool:
     """Record the media path of a connected leg (`role`) once per visit and role: `candidate_type` is the
     local candidate type of the selected candidate pair (`relay` = through TURN; `host`/`srflx`/`prflx` =
@@ -465,7 +470,7 @@ def video_media_path(*, visit_id: int, role: str, candidate_type: str) -> bool:
     if facts is None:
         return False
     session_id, _clinic_id, slug = facts
-    field = "nurse_media_path" if role == QualitySample.Role.NURSE else "patient_media_path"
+    field = _media_path_field(role)
     recorded = CallSession.objects.filter(pk=session_id, **{field: ""}).update(**{field: candidate_type})
     if recorded:
         transaction.on_commit(lambda: metrics.record_media_path(clinic_slug=slug, relayed=candidate_type == "relay"))
@@ -531,10 +536,12 @@ def quality_record(*, visit_id: int, role: str, figures: dict[str, Any]) -> Qual
     )
     if session.started_at is None and frames:
         CallSession.objects.filter(pk=session.pk, started_at__isnull=True).update(started_at=sample.at)
-    if frames:
+    # Decided once per visit and leg: the session read above says whether that is still to do, so the reports
+    # that follow (every 5 s from each page) cost no more queries here.
+    if frames and session.setup_result == CallSession.SetupResult.UNDECIDED:
         video_setup_decide(visit_id=visit_id, ok=True)
-        if sample.candidate_type:
-            video_media_path(visit_id=visit_id, role=role, candidate_type=sample.candidate_type)
+    if frames and sample.candidate_type and not getattr(session, _media_path_field(role)):
+        video_media_path(visit_id=visit_id, role=role, candidate_type=sample.candidate_type)
     rtt, jitter, loss = sample.rtt_ms, sample.jitter_ms, sample.packet_loss_pct
     transaction.on_commit(
         lambda: metrics.record_client_stats(

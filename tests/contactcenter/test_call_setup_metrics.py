@@ -261,3 +261,31 @@ def test_a_visit_ended_undecided_a_budget_after_the_patient_joined_is_a_failure(
     assert delta(before, counters()) == {"video_failed": 1}
     results = dict(CallSession.objects.values_list("visit_id", "setup_result"))
     assert (results[quick.pk], results[stalled.pk]) == ("", "failure")
+
+
+def test_quality_reports_decide_a_setup_once_then_cost_no_decision_queries(personas, make_case):
+    """A page whose `ice` reports never arrived: its first quality report with decoded frames decides the
+    visit's setup and records its leg's path; the reports that follow (every 5 s) count nothing more and make
+    no decision queries (the session already read says it is decided)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from clinics import db_scope
+    from contactcenter import visits
+
+    case = make_case(personas.north, acuity=3, callback_number=PATIENT)
+    services.claim_next(user=personas.alice)
+    services.accept(user=personas.alice, case_id=case.pk)
+    nurse = Client()
+    nurse.force_login(personas.alice)
+    visit, _ = _new_visit(nurse, case.pk)
+    before = counters()
+    report = {"rtt_ms": 50.0, "frames_decoded": 120, "candidate_type": "relay"}
+    with db_scope.clinic_scope(personas.north.pk):
+        visits.quality_record(visit_id=visit.pk, role="patient", figures=report)
+        assert delta(before, counters()) == {"video_ok": 1, "relay": 1, "rtt_count": 1, "rtt_sum": 0.05}
+        with CaptureQueriesContext(connection) as later:
+            visits.quality_record(visit_id=visit.pk, role="patient", figures={**report, "frames_decoded": 240})
+    assert delta(before, counters()) == {"video_ok": 1, "relay": 1, "rtt_count": 2, "rtt_sum": 0.1}
+    updates = [q["sql"] for q in later.captured_queries if q["sql"].startswith("UPDATE")]
+    assert updates == [], updates  # the session read, the sample's insert: no decision UPDATEs
